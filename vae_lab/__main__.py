@@ -1,0 +1,7 @@
+"""`python -m vae_lab …` runs the command-line interface."""
+
+import sys
+
+from vae_lab.cli import main
+
+sys.exit(main())
