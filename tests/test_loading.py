@@ -356,3 +356,41 @@ def test_full_size_sd_shapes_validate(tmp_path):
     vae = load_vae_file(write(sd, tmp_path / "sd.safetensors"))
     assert vae.arch == SD_KL and len(vae.state_dict) == 248
     json.dumps(vae.metadata)
+
+
+def test_lightning_checkpoint_with_callbacks_and_numpy_loads_without_running_anything(tmp_path, sd, monkeypatch):
+    """What A1111's safe unpickler accepts (Lightning's ModelCheckpoint, numpy scalars/arrays) we read too,
+    with the callback bound to an inert stand-in: its code is never imported or run."""
+    import sys
+    import types
+
+    import numpy as np
+
+    ran = []
+
+    class ModelCheckpoint:
+        def __init__(self):
+            self.best_model_score = np.float64(1.25)
+
+        def __setstate__(self, state):
+            ran.append(state)
+
+    ModelCheckpoint.__module__ = "pytorch_lightning.callbacks.model_checkpoint"
+    ModelCheckpoint.__qualname__ = "ModelCheckpoint"
+    module = types.ModuleType("pytorch_lightning.callbacks.model_checkpoint")
+    module.ModelCheckpoint = ModelCheckpoint
+    monkeypatch.setitem(sys.modules, "pytorch_lightning", types.ModuleType("pytorch_lightning"))
+    monkeypatch.setitem(sys.modules, "pytorch_lightning.callbacks", types.ModuleType("pytorch_lightning.callbacks"))
+    monkeypatch.setitem(sys.modules, "pytorch_lightning.callbacks.model_checkpoint", module)
+    ckpt = {
+        "state_dict": dict(sd, **{"loss.logvar": torch.zeros(())}),
+        "callbacks": {ModelCheckpoint: {"best_model_score": np.float64(0.5), "history": np.arange(4)}},
+        "checkpoint": ModelCheckpoint(),
+        "pytorch-lightning_version": "1.4.2",
+    }
+    for legacy in (False, True):
+        path = tmp_path / f"lightning-{legacy}.ckpt"
+        torch.save(ckpt, path, _use_new_zipfile_serialization=not legacy)
+        vae = load_vae_file(path)
+        assert_same_tensors(vae.state_dict, sd)
+    assert ran == []
