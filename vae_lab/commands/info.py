@@ -54,6 +54,8 @@ def format_text(info) -> str:
         values["known"] += f" (converted from {d['converted_from']})"
     if d["family"] == "unknown":
         values["family"] = "unknown (SD1 and SDXL VAEs, or SD3 and Flux.1 VAEs, have identical shapes)"
+    if d["family"] == "unknown" and d["kind"] == "kl" and d["latent_channels"] == 4:
+        values["scaling_factor"] = f"{d['scaling_factor']} (the SD1/SD2 value A1111 would use; family unknown)"
     values["has_encoder"] = "yes" if d["has_encoder"] else "no"
     values["has_decoder"] = "yes" if d["has_decoder"] else "no"
     values["size_bytes"] = _size(d["size_bytes"])
