@@ -97,16 +97,18 @@ def test_bad_inputs_exit_2_with_one_line(capsys, tmp_path, sd):
     assert code == 2 and err.startswith(f"error: {tmp_path / 'missing.safetensors'}: ") and err.count("\n") == 1
 
 
+class _Plants:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
 def test_unsafe_pickle_from_the_command_line_runs_nothing(tmp_path):
     target = tmp_path / "planted.txt"
     evil = tmp_path / "evil.ckpt"
-    code = (
-        "import torch\n"
-        "class E:\n"
-        f"    def __reduce__(self): return (open, ({str(target)!r}, 'w'))\n"
-        f"torch.save({{'decoder.conv_in.weight': E()}}, {str(evil)!r})\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    torch.save({"decoder.conv_in.weight": _Plants(str(target))}, evil)
     proc = subprocess.run(
         [sys.executable, "-m", "vae_lab", "info", str(evil)],
         cwd=ROOT, capture_output=True, text=True, env={"VAE_LAB_CACHE_DIR": str(tmp_path / "c"), "PATH": "/usr/bin:/bin"},
@@ -114,4 +116,5 @@ def test_unsafe_pickle_from_the_command_line_runs_nothing(tmp_path):
     assert proc.returncode == 2
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"error: {evil}: refused") and proc.stderr.count("\n") == 1
+    assert "(it needs io.open)" in proc.stderr
     assert not target.exists()
