@@ -118,3 +118,16 @@ def test_unsafe_pickle_from_the_command_line_runs_nothing(tmp_path):
     assert proc.stderr.startswith(f"error: {evil}: refused") and proc.stderr.count("\n") == 1
     assert "(it needs io.open)" in proc.stderr
     assert not target.exists()
+
+
+def test_info_on_several_files_goes_on_past_a_bad_one(capsys, tmp_path, sd, taef2_pair):
+    good = write(sd, tmp_path / "v.safetensors")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"PK\x03\x04 broken zip")
+    code, out, err = _run(capsys, "info", good, bad, taef2_pair[0], "--json")
+    assert code == 2
+    objects = [json.loads(line) for line in out.splitlines()]
+    assert [o["path"] for o in objects] == [str(good), str(taef2_pair[0])]
+    assert err.startswith(f"error: {bad}: ") and err.count("\n") == 1
+    code, out, _ = _run(capsys, "info", good, taef2_pair[0])
+    assert code == 0 and out.count("\n\n") == 1 and out.count("file sha256:") == 2

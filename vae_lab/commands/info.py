@@ -1,4 +1,9 @@
-"""`python -m vae_lab info PATH [--json]`: what a VAE file is and which VAE it is."""
+"""`python -m vae_lab info PATH… [--json]`: what a VAE file is and which VAE it is.
+
+With several paths (`info models/VAE/*`) each gets its block of text, or its own JSON
+object on its own line; a bad file prints its one-line error and the others still go on
+(exit status 2 if any failed).
+"""
 
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ FIELDS = (
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("path", metavar="PATH", help="a .safetensors/.ckpt/.pt/.pth/.bin file or a diffusers folder")
+    parser.add_argument("paths", metavar="PATH", nargs="+", help="a .safetensors/.ckpt/.pt/.pth/.bin file or a diffusers folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--no-cache", action="store_true", help="hash the file again instead of using the hash cache")
 
@@ -70,11 +75,26 @@ def format_text(info) -> str:
 
 
 def run(args) -> int:
-    from vae_lab.identify import DEFAULT_CACHE, inspect
+    import sys
 
-    info = inspect(args.path, cache=None if args.no_cache else DEFAULT_CACHE)
-    if args.json:
-        print(json.dumps(info.to_dict()))
-    else:
-        print(format_text(info))
-    return 0
+    from vae_lab.errors import VaeLabError
+    from vae_lab.identify import HashCache, inspect
+
+    cache = None if args.no_cache else HashCache()
+    if len(args.paths) == 1:  # one file: errors go through the CLI's one-line handler
+        info = inspect(args.paths[0], cache=cache)
+        print(json.dumps(info.to_dict()) if args.json else format_text(info))
+        return 0
+    failed = 0
+    for i, path in enumerate(args.paths):
+        try:
+            info = inspect(path, cache=cache)
+        except VaeLabError as err:
+            failed += 1
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            continue
+        if args.json:
+            print(json.dumps(info.to_dict()), flush=True)
+        else:
+            print(("\n" if i else "") + format_text(info), flush=True)
+    return 2 if failed else 0
