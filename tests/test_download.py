@@ -460,3 +460,52 @@ def test_content_disposition_parsing():
     assert filename_from_content_disposition(
         "attachment; filename=\"fallback.pt\"; filename*=UTF-8''r%C3%A9el.pt") == "réel.pt"
     assert filename_from_content_disposition("inline") is None
+
+
+# ----------------------------------------------------------------------------- resume corner cases
+
+
+def test_a_complete_partial_from_a_killed_run_is_finished_without_refetching(server, tmp_path, vae_bytes):
+    server.add_file("/" + NAME, vae_bytes)
+    part, _, _ = partial_paths(tmp_path, NAME)
+    part.write_bytes(vae_bytes)  # killed after the last byte, before the rename
+    res = get(server.url("/" + NAME), tmp_path, sha256=sha(vae_bytes))
+    (req,) = server.requests_for("/" + NAME)
+    assert req.range_start == len(vae_bytes) and req.status == 416
+    assert res.resumed_from == len(vae_bytes) and os.listdir(tmp_path) == [NAME]
+
+
+def test_a_file_changed_on_the_server_is_not_spliced(server, tmp_path, vae_bytes):
+    import json as _json
+
+    new = vae_bytes[:-100] + bytes(100)
+    server.add_file("/" + NAME, new, etag='"v2"')
+    part, meta, _ = partial_paths(tmp_path, NAME)
+    part.write_bytes(vae_bytes[: len(vae_bytes) // 2])  # half of the old version
+    meta.write_text(_json.dumps({"url": server.url("/" + NAME), "validator": '"v1"', "total": len(vae_bytes)}))
+    res = get(server.url("/" + NAME), tmp_path)
+    (req,) = server.requests_for("/" + NAME)
+    assert req.if_range == '"v1"' and req.status == 200  # the server said: changed, here is all of it
+    assert Path(res.path).read_bytes() == new and res.sha256 == sha(new)
+
+
+def test_download_job_reports_progress_and_can_be_cancelled(server, tmp_path, vae_bytes):
+    from vae_lab.download import DownloadJob
+
+    server.add_file("/" + NAME, vae_bytes)
+    job = DownloadJob(server.url("/" + NAME), tmp_path, sha256=sha(vae_bytes), tokens=NO_TOKENS,
+                      identify=False).start()
+    assert job.wait(30)
+    st = job.status()
+    assert st["state"] == "done" and st["fraction"] == 1.0 and st["result"]["verified"]
+
+    server.add_file("/slow/" + NAME, vae_bytes, rate=4e6)
+    other = tmp_path / "other"
+    job = DownloadJob(server.url("/slow/" + NAME), other, tokens=NO_TOKENS, identify=False).start()
+    deadline = time.monotonic() + 10
+    while job.done_bytes == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    job.cancel()
+    assert job.wait(10)
+    st = job.status()
+    assert st["state"] == "cancelled" and "cancelled" in st["error"] and listed(other) == []

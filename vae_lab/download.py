@@ -40,6 +40,7 @@ from typing import Any, Callable
 from urllib.parse import unquote, urljoin, urlsplit
 
 from vae_lab import catalog
+from vae_lab.catalog import file_sha256
 from vae_lab.errors import BadVaeFile, DownloadError, VaeLabError
 from vae_lab.tokens import WHERE_TO_SET, TokenPolicy
 
@@ -233,29 +234,6 @@ def _looks_like_safetensors(head: bytes) -> bool:
         return False
     n = int.from_bytes(head[:8], "little")
     return 2 <= n <= 100_000_000 and head[8:9] == b"{"
-
-
-# --------------------------------------------------------------------------- hashing existing files
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Full-file SHA-256, through the identify module's hash cache when it is there."""
-    try:
-        from vae_lab import identify  # foundation helper's module, with a (path, size, mtime) cache
-    except ImportError:
-        identify = None
-    for name in ("file_sha256", "sha256_file", "cached_sha256"):
-        fn = getattr(identify, name, None) if identify else None
-        if callable(fn):
-            return fn(str(path))
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(CHUNK)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- locking
@@ -910,3 +888,67 @@ def _identify(result: DownloadResult) -> None:
         result.info_error = str(err)
     if result.info is not None and _get(result.info, "layout") == "diffusers":
         result.warnings.append("a diffusers-layout file: A1111 cannot load it; convert it with `python -m vae_lab convert`")
+
+
+class DownloadJob:
+    """A download on a background thread, for UIs: poll `status()`, call `cancel()`.
+
+        job = DownloadJob("sdxl-vae-fp16-fix", vae_dir, tokens=policy, on_done=refresh).start()
+        job.status()  # {"state": "running", "done_bytes": …, "total_bytes": …, "fraction": …}
+    """
+
+    def __init__(self, source: str, dest_dir=None, **kwargs):
+        self.source, self.dest_dir, self.kwargs = source, dest_dir, kwargs
+        self.kwargs.setdefault("console", False)
+        self._user_progress = self.kwargs.pop("progress", None)
+        self._cancel = threading.Event()
+        self.done_bytes, self.total_bytes = 0, None
+        self.result: DownloadResult | None = None
+        self.error: str | None = None
+        self.cancelled = False
+        self._thread = threading.Thread(target=self._run, name=f"vae-lab-download {source}", daemon=True)
+
+    def start(self) -> "DownloadJob":
+        self._thread.start()
+        return self
+
+    def _progress(self, done: int, total: int | None) -> None:
+        self.done_bytes, self.total_bytes = done, total
+        if self._user_progress is not None:
+            self._user_progress(done, total)
+
+    def _run(self) -> None:
+        try:
+            self.result = download(self.source, self.dest_dir, progress=self._progress, cancel=self._cancel,
+                                   **self.kwargs)
+        except DownloadCancelled as err:
+            self.cancelled, self.error = True, str(err)
+        except VaeLabError as err:
+            self.error = str(err)
+        except Exception as err:  # keep the UI alive; the message is still one line
+            self.error = f"unexpected error: {type(err).__name__}: {_short(err)}"
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def status(self) -> dict[str, Any]:
+        if self.running or (self.result is None and self.error is None):
+            state = "running"
+        elif self.result is not None:
+            state = "done"
+        else:
+            state = "cancelled" if self.cancelled else "failed"
+        total = self.total_bytes
+        return {
+            "state": state, "source": self.source, "done_bytes": self.done_bytes, "total_bytes": total,
+            "fraction": (self.done_bytes / total) if total else None, "error": self.error,
+            "result": self.result.to_dict() if self.result is not None else None,
+        }
