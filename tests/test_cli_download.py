@@ -14,12 +14,20 @@ from vae_lab.catalog import CatalogEntry
 from vae_lab.cli import main
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def blob() -> bytes:
-    # A minimal valid safetensors file: 8-byte header length, JSON header, one tensor.
-    header = b'{"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}'
-    header += b" " * (-len(header) % 8)
-    return len(header).to_bytes(8, "little") + header + bytes(range(16))
+    """A real tiny kl-f8 VAE (random weights, LDM layout) as safetensors bytes."""
+    from safetensors.torch import save
+
+    from factories import TINY_KL, random_kl_state_dict
+
+    return save(random_kl_state_dict(TINY_KL, seed=5))
+
+
+@pytest.fixture(autouse=True)
+def private_hash_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path_factory.mktemp("hash-cache")))
+    monkeypatch.setattr(catalog, "_HASH_CACHE", None)
 
 
 def fake_entry(url: str, data: bytes, **kw) -> CatalogEntry:
@@ -59,6 +67,7 @@ def test_download_url_json(tmp_path, capsys, blob):
     assert res["path"] == str(tmp_path / "weights.safetensors") and res["verified"] is True
     assert res["sha256"] == hashlib.sha256(blob).hexdigest() and res["short_hash"] == res["sha256"][:10]
     assert os.listdir(tmp_path) == ["weights.safetensors"]
+    assert res["info"]["kind"] == "kl" and res["info"]["latent_channels"] == 4 and res["family"] == "unknown"
 
 
 def test_download_by_catalog_name_then_catalog_shows_it_present(tmp_path, capsys, blob, with_entries):
@@ -68,6 +77,7 @@ def test_download_by_catalog_name_then_catalog_shows_it_present(tmp_path, capsys
         code, out, err = run_cli(capsys, "download", "Test VAE", "--dir", str(tmp_path), "--quiet")
     assert code == 0, err
     assert "downloaded" in out and "verified (catalog)" in out and "known: Test VAE [test-vae]" in out
+    assert "identified: kl, 4 latent channels" in out
     # Renamed locally: presence is by hash, not by name.
     os.rename(tmp_path / "test-vae.safetensors", tmp_path / "renamed.safetensors")
     (tmp_path / "other.safetensors").write_bytes(blob + b"x")

@@ -62,6 +62,15 @@ def ckpt_bytes() -> bytes:
     return buf.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def private_hash_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own identify hash cache, outside the folders it inspects."""
+    from vae_lab import catalog
+
+    monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path_factory.mktemp("hash-cache")))
+    monkeypatch.setattr(catalog, "_HASH_CACHE", None)
+
+
 @pytest.fixture
 def server():
     with FileServer() as srv:
@@ -509,3 +518,44 @@ def test_download_job_reports_progress_and_can_be_cancelled(server, tmp_path, va
     assert job.wait(10)
     st = job.status()
     assert st["state"] == "cancelled" and "cancelled" in st["error"] and listed(other) == []
+
+
+# ----------------------------------------------------------------------------- identification
+
+
+def test_downloaded_file_is_identified_without_hashing_it_again(server, tmp_path, vae_bytes, monkeypatch):
+    from vae_lab import identify
+
+    server.add_file("/" + NAME, vae_bytes)
+
+    def no_second_pass(path):
+        raise AssertionError(f"{path} was hashed again after the download")
+
+    monkeypatch.setattr(identify, "sha256_file", no_second_pass)
+    res = get(server.url("/" + NAME), tmp_path, identify=True)
+    assert res.info is not None, res.info_error
+    assert res.info.file_sha256 == res.sha256 == sha(vae_bytes)
+    assert res.info.kind == "kl" and res.info.latent_channels == 4 and len(res.info.weights_id) == 64
+    d = res.to_dict()
+    assert d["info"]["weights_id"] == res.info.weights_id and d["known"] is None
+
+
+def test_a_file_that_is_not_a_vae_is_removed(server, tmp_path):
+    header = b'{"lora_unet_down.alpha":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}'
+    header += b" " * (-len(header) % 8)
+    blob = len(header).to_bytes(8, "little") + header + bytes(16)
+    server.add_file("/lora.safetensors", blob)
+    with pytest.raises(DownloadError, match="not a VAE.*downloaded file was deleted"):
+        get(server.url("/lora.safetensors"), tmp_path, identify=True)
+    assert os.listdir(tmp_path) == []
+
+
+def test_settings_tokens_as_a_mapping_or_callable(server, tmp_path, vae_bytes, monkeypatch):
+    from vae_lab.download import _policy
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setenv("CIVITAI_API_TOKEN", "civ-env")
+    p = _policy(lambda: {"hf": "hf-settings", "civitai": ""})
+    assert p.tokens == {"hf": "hf-settings", "civitai": "civ-env"} and p.require_https
+    assert _policy(None).tokens == {"civitai": "civ-env"}

@@ -208,16 +208,28 @@ def known_by_sha256(hexdigest: str) -> CatalogEntry | None:
 # --------------------------------------------------------------------------- what a folder already has
 
 
+def _hash_cache():
+    """The identify module's shared (path, size, mtime) → SHA-256 cache, or None without it."""
+    global _HASH_CACHE
+    if _HASH_CACHE is None:
+        try:
+            from vae_lab.identify import HashCache
+        except ImportError:
+            return None
+        _HASH_CACHE = HashCache()
+    return _HASH_CACHE
+
+
+_HASH_CACHE = None
+
+
 def file_sha256(path: str | os.PathLike) -> str:
-    """Full-file SHA-256, through the identify module's (path, size, mtime) hash cache when it is there."""
-    try:
-        from vae_lab import identify
-    except ImportError:
-        identify = None
-    for name in ("file_sha256", "sha256_file", "cached_sha256"):
-        fn = getattr(identify, name, None) if identify else None
-        if callable(fn):
-            return fn(str(path))
+    """Full-file SHA-256 through identify's hash cache: a folder of 335 MB files is hashed once."""
+    cache = _hash_cache()
+    if cache is not None:
+        from vae_lab.identify import file_sha256 as cached
+
+        return cached(os.fspath(path), cache)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
@@ -226,6 +238,16 @@ def file_sha256(path: str | os.PathLike) -> str:
                 break
             h.update(b)
     return h.hexdigest()
+
+
+def remember_sha256(path: str | os.PathLike, digest: str) -> None:
+    """Seed the hash cache with a hash computed while downloading (no second pass over the file)."""
+    cache = _hash_cache()
+    if cache is not None:
+        try:
+            cache.put("sha256", [os.fspath(path)], digest)
+        except OSError:
+            pass
 
 
 def local_files(folder: str | os.PathLike) -> list[str]:

@@ -40,7 +40,7 @@ from typing import Any, Callable
 from urllib.parse import unquote, urljoin, urlsplit
 
 from vae_lab import catalog
-from vae_lab.catalog import file_sha256
+from vae_lab.catalog import file_sha256, remember_sha256
 from vae_lab.errors import BadVaeFile, DownloadError, VaeLabError
 from vae_lab.tokens import WHERE_TO_SET, TokenPolicy
 
@@ -98,7 +98,7 @@ class DownloadResult:
     def to_dict(self) -> dict[str, Any]:
         info = self.info
         if info is not None and not isinstance(info, dict):
-            info = getattr(info, "__dict__", None) or str(info)
+            info = info.to_dict() if hasattr(info, "to_dict") else dict(vars(info))
         return {
             "path": self.path, "filename": self.filename, "sha256": self.sha256,
             "short_hash": self.short_hash, "size": self.size, "url": self.url, "verified": self.verified,
@@ -779,7 +779,7 @@ def download(
     sha256: str | None = None,
     size: int | None = None,
     filename: str | None = None,
-    tokens: TokenPolicy | None = None,
+    tokens: TokenPolicy | dict | Callable[[], dict] | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | Callable[[], bool] | None = None,
     on_done: Callable[[DownloadResult], None] | None = None,
@@ -833,7 +833,7 @@ def download(
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DownloadError(f"cannot create the target folder {dest}: {err.strerror}") from None
-    policy = tokens if tokens is not None else TokenPolicy.from_settings()
+    policy = _policy(tokens)
     own_session = session is None
     session = session or requests.Session()
     cancelled = _cancel_fn(cancel)
@@ -863,11 +863,24 @@ def download(
         if own_session:
             session.close()
     result.entry = catalog.known_by_sha256(result.sha256)
+    if not result.already_present:
+        remember_sha256(result.path, result.sha256)  # identify below then reads no byte twice
     if identify:
         _identify(result)
     if on_done is not None:
         on_done(result)
     return result
+
+
+def _policy(tokens) -> TokenPolicy:
+    """A TokenPolicy from a policy, a {"hf": …, "civitai": …} mapping (Settings), a callable returning
+    one, or None (environment only). Empty settings fall back to HF_TOKEN / CIVITAI_API_TOKEN."""
+    if callable(tokens) and not isinstance(tokens, TokenPolicy):
+        tokens = tokens()
+    if isinstance(tokens, TokenPolicy):
+        return tokens
+    tokens = tokens or {}
+    return TokenPolicy.from_settings(hf=tokens.get("hf"), civitai=tokens.get("civitai"))
 
 
 def _identify(result: DownloadResult) -> None:
@@ -882,7 +895,7 @@ def _identify(result: DownloadResult) -> None:
     except BadVaeFile as err:
         if not result.already_present and result.entry is None:
             os.unlink(result.path)
-            raise DownloadError(f"{result.filename} is not a VAE ({err}); it was deleted") from None
+            raise DownloadError(f"{err}; the downloaded file was deleted") from None
         result.info_error = str(err)
     except VaeLabError as err:
         result.info_error = str(err)
