@@ -559,3 +559,12 @@ def test_settings_tokens_as_a_mapping_or_callable(server, tmp_path, vae_bytes, m
     p = _policy(lambda: {"hf": "hf-settings", "civitai": ""})
     assert p.tokens == {"hf": "hf-settings", "civitai": "civ-env"} and p.require_https
     assert _policy(None).tokens == {"civitai": "civ-env"}
+
+
+def test_a_downloaded_pickle_can_be_converted_to_safetensors(server, tmp_path, ckpt_bytes):
+    server.add_file("/vae.ckpt", ckpt_bytes)
+    res = get(server.url("/vae.ckpt"), tmp_path, identify=True, to_safetensors=True)
+    assert listed(tmp_path) == ["vae.safetensors"] and res.path == str(tmp_path / "vae.safetensors")
+    assert res.converted_from == str(tmp_path / "vae.ckpt") and res.sha256 == sha(ckpt_bytes)
+    # The converted file remembers what it was converted from.
+    assert res.info.converted_from == "vae.ckpt" and res.info.kind == "kl"

@@ -89,6 +89,7 @@ class DownloadResult:
     entry: Any = None               # the catalog entry the bytes are (by SHA-256), if any
     info: Any = None                # vae_lab.identify.VaeInfo, when identification ran
     info_error: str | None = None
+    converted_from: str | None = None  # the pickle this safetensors file was converted from (then removed)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -107,7 +108,8 @@ class DownloadResult:
             "known": self.entry.id if self.entry else None,
             "known_name": self.entry.name if self.entry else None,
             "family": (self.entry.family if self.entry else None) or _get(info, "family"),
-            "info": info, "info_error": self.info_error, "warnings": list(self.warnings),
+            "info": info, "info_error": self.info_error, "converted_from": self.converted_from,
+            "warnings": list(self.warnings),
         }
 
 
@@ -789,6 +791,7 @@ def download(
     timeout: float | tuple[float, float] = (15.0, 60.0),
     lock_wait: float | None = None,
     identify: bool = True,
+    to_safetensors: bool = False,
     fsync: bool = True,
     session=None,
 ) -> DownloadResult:
@@ -797,6 +800,8 @@ def download(
     Returns a `DownloadResult` (final path, SHA-256, catalog match, identity) and passes it to
     `on_done`. Raises `DownloadError` (one line) on any refusal or failure; `DownloadCancelled`
     when `cancel` fires. `progress(done_bytes, total_bytes_or_None)` is called as bytes arrive.
+    `to_safetensors`: convert a downloaded pickle (.ckpt/.pt/.pth/.bin) to `<stem>.safetensors`
+    with `vae_lab.convert` (identity kept in its metadata) and remove the pickle.
     """
     import requests
 
@@ -867,6 +872,8 @@ def download(
         remember_sha256(result.path, result.sha256)  # identify below then reads no byte twice
     if identify:
         _identify(result)
+    if to_safetensors and not result.filename.lower().endswith(".safetensors"):
+        _to_safetensors(result, identify)
     if on_done is not None:
         on_done(result)
     return result
@@ -881,6 +888,27 @@ def _policy(tokens) -> TokenPolicy:
         return tokens
     tokens = tokens or {}
     return TokenPolicy.from_settings(hf=tokens.get("hf"), civitai=tokens.get("civitai"))
+
+
+def _to_safetensors(result: DownloadResult, identify: bool) -> None:
+    """Replace a downloaded pickle by a safetensors copy; the pickle stays if anything goes wrong."""
+    from vae_lab.convert import convert
+
+    src = Path(result.path)
+    dst = src.with_suffix(".safetensors")
+    try:
+        convert(str(src), str(dst))
+    except VaeLabError as err:
+        result.warnings.append(f"not converted to safetensors: {err}")
+        return
+    result.converted_from = str(src)
+    result.path, result.filename = str(dst), dst.name
+    if not result.already_present:
+        os.unlink(src)  # two files of the same VAE would both show up in the WebUI's list
+    else:
+        result.warnings.append(f"{src.name} was already there and is kept next to {dst.name}")
+    if identify:
+        _identify(result)
 
 
 def _identify(result: DownloadResult) -> None:
