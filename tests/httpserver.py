@@ -67,7 +67,10 @@ class FileServer:
                 pass
 
             def do_GET(self):
-                server._handle(self)
+                try:
+                    server._handle(self)
+                except (BrokenPipeError, ConnectionResetError):  # the client went away (cancel, lock test)
+                    self.close_connection = True
 
             do_HEAD = do_GET
 

@@ -37,18 +37,28 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from vae_lab import catalog
 from vae_lab.catalog import file_sha256, remember_sha256
+from vae_lab.download_checks import (  # noqa: F401  (re-exported: the download API)
+    ALLOWED_EXTENSIONS,
+    check_filename,
+    check_payload_start,
+    check_url,
+    filename_from_content_disposition,
+    filename_from_url,
+    is_url,
+    show_url,
+)
 from vae_lab.errors import BadVaeFile, DownloadError, VaeLabError
+from vae_lab.filelock import FileLock, LockCancelled
 from vae_lab.tokens import WHERE_TO_SET, TokenPolicy
 
 CHUNK = 4 << 20
 PART_SUFFIX = ".vaelab-part"
 META_SUFFIX = ".vaelab-meta"
 LOCK_SUFFIX = ".vaelab-lock"
-ALLOWED_EXTENSIONS = catalog.WEIGHT_EXTENSIONS
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
@@ -119,7 +129,7 @@ def _get(obj, key):
     return getattr(obj, key, None)
 
 
-# --------------------------------------------------------------------------- names and places
+# --------------------------------------------------------------------------- places
 
 
 def default_vae_dir() -> Path:
@@ -136,184 +146,9 @@ def default_vae_dir() -> Path:
     return Path.cwd() / "models" / "VAE"
 
 
-def check_filename(name: str) -> str:
-    """The name itself if it is a plain weights-file name; else DownloadError."""
-    shown = repr(name)
-    if not name or name != name.strip() or "\x00" in name:
-        raise DownloadError(f"refusing the file name {shown}: empty or odd characters")
-    if "/" in name or "\\" in name or name in (".", "..") or re.match(r"^[A-Za-z]:", name):
-        raise DownloadError(f"refusing the file name {shown}: it would leave the target folder")
-    if name.startswith("."):
-        raise DownloadError(f"refusing the file name {shown}: hidden files are not listed by the WebUI")
-    if any(c in name for c in '<>:"|?*') or any(ord(c) < 32 for c in name):
-        raise DownloadError(f"refusing the file name {shown}: it contains characters that are not allowed")
-    if not name.lower().endswith(ALLOWED_EXTENSIONS):
-        raise DownloadError(
-            f"refusing the file name {shown}: a VAE file must end in {', '.join(ALLOWED_EXTENSIONS)}"
-        )
-    return name
-
-
-def filename_from_content_disposition(value: str | None) -> str | None:
-    """The file name in a Content-Disposition header (RFC 6266 `filename*` preferred), undecoded paths kept."""
-    if not value:
-        return None
-    star = re.search(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", value, re.I)
-    if star:
-        charset = star.group(1) or "utf-8"
-        try:
-            return unquote(star.group(2).strip().strip('"'), encoding=charset, errors="strict")
-        except (LookupError, UnicodeDecodeError):
-            pass
-    plain = re.search(r'filename\s*=\s*("((?:[^"\\]|\\.)*)"|[^;]+)', value, re.I)
-    if plain:
-        return plain.group(2).replace('\\"', '"') if plain.group(2) is not None else plain.group(1).strip()
-    return None
-
-
-def filename_from_url(url: str) -> str | None:
-    path = urlsplit(url).path
-    name = unquote(path.rsplit("/", 1)[-1]) if path else ""
-    return name or None
-
-
-def show_url(url: str) -> str:
-    """A URL safe to print: no query (signed URLs and `?token=` live there), no credentials."""
-    p = urlsplit(url)
-    host = p.hostname or ""
-    if p.port:
-        host += f":{p.port}"
-    return f"{p.scheme}://{host}{p.path}"
-
-
-def is_url(text: str) -> bool:
-    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", text.strip()))
-
-
-def check_url(url: str) -> str:
-    p = urlsplit(url)
-    if p.scheme.lower() not in ("http", "https"):
-        raise DownloadError(f"refusing {p.scheme}:// URLs: only http:// and https:// downloads are supported")
-    if not p.hostname:
-        raise DownloadError(f"the URL {show_url(url)!r} has no host")
-    return url
-
-
 def partial_paths(dest: Path, name: str) -> tuple[Path, Path, Path]:
     """(partial, meta, lock) paths: hidden names the WebUI's VAE list ignores."""
     return dest / f".{name}{PART_SUFFIX}", dest / f".{name}{META_SUFFIX}", dest / f".{name}{LOCK_SUFFIX}"
-
-
-# --------------------------------------------------------------------------- payload checks
-
-
-def check_payload_start(head: bytes, filename: str, content_type: str = "") -> None:
-    """Refuse a response that is a web page, JSON, a Git LFS pointer or not the announced format."""
-    stripped = head.lstrip()[:64].lower()
-    if stripped.startswith(b"version https://git-lfs"):
-        raise DownloadError("the server sent a Git LFS pointer, not the file: use the /resolve/ link")
-    if stripped.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")) or content_type == "text/html":
-        raise DownloadError(
-            "the server sent a web page (HTML), not a weights file: a login or error page, "
-            "or a page link instead of a download link (on Hugging Face use /resolve/, not /blob/)"
-        )
-    if content_type in ("application/json", "text/json") or stripped.startswith((b"{\"", b"[")):
-        if not filename.lower().endswith(".safetensors") or not _looks_like_safetensors(head):
-            snippet = head[:120].decode("utf-8", "replace").replace("\n", " ")
-            raise DownloadError(f"the server sent JSON, not a weights file: {snippet}")
-    lower = filename.lower()
-    if lower.endswith(".safetensors"):
-        if len(head) >= 9 and not _looks_like_safetensors(head):
-            raise DownloadError("the server's bytes are not a safetensors file (bad header)")
-    elif lower.endswith((".ckpt", ".pt", ".pth", ".bin")):
-        # torch.save: a zip archive; legacy: a pickle (protocol 2+ starts with 0x80).
-        if head and not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
-            raise DownloadError("the server's bytes are not a PyTorch checkpoint (neither zip nor pickle)")
-
-
-def _looks_like_safetensors(head: bytes) -> bool:
-    if len(head) < 9:
-        return False
-    n = int.from_bytes(head[:8], "little")
-    return 2 <= n <= 100_000_000 and head[8:9] == b"{"
-
-
-# --------------------------------------------------------------------------- locking
-
-
-class _Lock:
-    """An exclusive lock on `path`, polled so cancellation works; None wait = wait forever."""
-
-    def __init__(self, path: Path, cancelled: Callable[[], bool], wait: float | None):
-        self.path, self.cancelled, self.wait = path, cancelled, wait
-        self.fd: int | None = None
-
-    def acquire(self) -> bool:
-        """True if it had to wait for another holder."""
-        waited = False
-        start = time.monotonic()
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            if _try_lock(fd):
-                # The holder before us may have removed the file after we opened it.
-                try:
-                    same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-                except FileNotFoundError:
-                    same = False
-                if same:
-                    self.fd = fd
-                    return waited
-                _unlock(fd)
-                os.close(fd)
-                continue
-            os.close(fd)
-            waited = True
-            if self.cancelled():
-                raise DownloadCancelled("cancelled while waiting for another download of the same file")
-            if self.wait is not None and time.monotonic() - start > self.wait:
-                raise DownloadError(f"another download of {self.path.name[1:-len(LOCK_SUFFIX)]} is still running")
-            time.sleep(0.05)
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        try:
-            os.unlink(self.path)  # before unlocking, so a waiter re-checks the inode
-        except OSError:
-            pass
-        _unlock(self.fd)
-        os.close(self.fd)
-        self.fd = None
-
-
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-
-    def _unlock(fd: int) -> None:
-        try:
-            os.lseek(fd, 0, 0)
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        except OSError:
-            pass
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except OSError:
-            return False
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------- the transfer
@@ -338,7 +173,7 @@ class _Transfer:
         self.policy, self.session = policy, session
         self.progress, self.cancelled, self.console = progress, cancelled, console
         self.retries, self.backoff, self.timeout, self.lock_wait, self.fsync = retries, backoff, timeout, lock_wait, fsync
-        self.lock: _Lock | None = None
+        self.lock: FileLock | None = None
         self.part = self.meta = None
         self.hasher = hashlib.sha256()
         self.done = 0
@@ -353,8 +188,11 @@ class _Transfer:
     def claim(self, name: str) -> DownloadResult | None:
         self.filename = check_filename(name)
         self.part, self.meta, lock_path = partial_paths(self.dest, self.filename)
-        self.lock = _Lock(lock_path, self.cancelled, self.lock_wait)
-        self.lock.acquire()
+        self.lock = FileLock(lock_path, self.cancelled, self.lock_wait, what=self.filename)
+        try:
+            self.lock.acquire()
+        except LockCancelled as err:
+            raise DownloadCancelled(str(err)) from None
         final = self.dest / self.filename
         if final.exists() and self.expected_sha:
             return self._existing(final)
