@@ -491,7 +491,10 @@ def test_a_file_changed_on_the_server_is_not_spliced(server, tmp_path, vae_bytes
     server.add_file("/" + NAME, new, etag='"v2"')
     part, meta, _ = partial_paths(tmp_path, NAME)
     part.write_bytes(vae_bytes[: len(vae_bytes) // 2])  # half of the old version
-    meta.write_text(_json.dumps({"url": server.url("/" + NAME), "validator": '"v1"', "total": len(vae_bytes)}))
+    from vae_lab.download import _url_key
+
+    meta.write_text(_json.dumps({"source": _url_key(server.url("/" + NAME)), "validator": '"v1"',
+                                 "total": len(vae_bytes)}))
     res = get(server.url("/" + NAME), tmp_path)
     (req,) = server.requests_for("/" + NAME)
     assert req.if_range == '"v1"' and req.status == 200  # the server said: changed, here is all of it
@@ -568,3 +571,24 @@ def test_a_downloaded_pickle_can_be_converted_to_safetensors(server, tmp_path, c
     assert res.converted_from == str(tmp_path / "vae.ckpt") and res.sha256 == sha(ckpt_bytes)
     # The converted file remembers what it was converted from.
     assert res.info.converted_from == "vae.ckpt" and res.info.kind == "kl"
+
+
+def test_partial_metadata_never_stores_the_url(server, tmp_path, vae_bytes):
+    server.add_file("/" + NAME, vae_bytes)
+    server.script("/" + NAME, {"drop_at": 0.5})
+    with pytest.raises(DownloadInterrupted):
+        get(server.url("/" + NAME) + "?token=SECRET123", tmp_path, retries=0)
+    _, meta, _ = partial_paths(tmp_path, NAME)
+    assert meta.exists() and "SECRET123" not in meta.read_text() and "127.0.0.1" not in meta.read_text()
+
+
+def test_a_file_system_error_is_one_clear_line(tmp_path, server, vae_bytes, capsys):
+    from vae_lab.cli import main
+
+    server.add_file("/" + NAME, vae_bytes)
+    part, _, lock = partial_paths(tmp_path, NAME)
+    part.mkdir()  # stands in for a disk that refuses the write
+    code = main(["download", server.url("/" + NAME), "--dir", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: cannot use") and err.count("\n") == 1
+    assert listed(tmp_path) == [] and not lock.exists()

@@ -220,7 +220,9 @@ class _Transfer:
         except (OSError, ValueError):
             meta = {}
         size = self.part.stat().st_size
-        if meta.get("url") not in (None, self.url) or (self.expected_sha and meta.get("sha256") not in (None, self.expected_sha)):
+        other_source = meta.get("source") not in (None, _url_key(self.url))
+        other_file = self.expected_sha and meta.get("sha256") not in (None, self.expected_sha)
+        if other_source or other_file:
             size = 0  # a partial of something else: start over
         h = hashlib.sha256()
         with open(self.part, "rb") as f:
@@ -398,7 +400,9 @@ class _Transfer:
         self.hasher, self.done, self.validator = hashlib.sha256(), 0, None
 
     def _write_meta(self) -> None:
-        data = {"url": self.url, "validator": self.validator, "total": self.total, "sha256": self.expected_sha}
+        # The URL itself is not stored: signed URLs and ?token= parameters must not land on disk.
+        data = {"source": _url_key(self.url), "validator": self.validator, "total": self.total,
+                "sha256": self.expected_sha}
         tmp = self.meta.with_name(self.meta.name + ".tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self.meta)
@@ -487,6 +491,9 @@ class _Transfer:
             return self._finish(t0)
         except (DownloadCancelled, DownloadInterrupted):
             raise  # keep the partial: the next call resumes it
+        except OSError as err:  # disk full, permissions: say so in one line, keep what was written
+            where = err.filename or self.part or self.dest
+            raise DownloadInterrupted(f"cannot use {where}: {err.strerror or err}") from None
         except VaeLabError:
             if self.lock is not None and self.lock.fd is not None:  # never touch another process's partial
                 self._discard()
@@ -571,6 +578,10 @@ def _reader(resp) -> Callable[[], memoryview | bytes]:
 
         return read
     return lambda: resp.raw.read1(CHUNK, decode_content=True) if hasattr(resp.raw, "read1") else resp.raw.read(CHUNK, decode_content=True)
+
+
+def _url_key(url: str) -> str:
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
 
 
 def _no_netrc(request):
