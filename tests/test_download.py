@@ -331,14 +331,19 @@ def test_a_file_larger_than_expected_is_refused(server, tmp_path, vae_bytes):
     assert_nothing_left(tmp_path)
 
 
-def test_more_bytes_than_announced_by_catalog_size_is_cut_off(server, tmp_path, vae_bytes):
-    # No Content-Length check possible (chunked-like: header lies low is not possible), so the
-    # stream itself must stop at the expected size.
-    server.add_file("/" + NAME, vae_bytes, headers={})
-    server.script("/" + NAME, {"ignore_range": True})
-    with pytest.raises(DownloadError):
-        get(server.url("/" + NAME), tmp_path, size=100)
+def test_a_stream_of_unannounced_size_is_cut_off_at_the_limit(server, tmp_path, vae_bytes, monkeypatch):
+    import vae_lab.download as dl
+
+    server.script("/" + NAME, {"body": vae_bytes, "content_type": "application/octet-stream", "no_length": True})
+    monkeypatch.setattr(dl, "MAX_UNKNOWN_SIZE", 1_000_000)
+    with pytest.raises(DownloadError, match="more than the expected 1,000,000 bytes"):
+        get(server.url("/" + NAME), tmp_path)
     assert_nothing_left(tmp_path)
+    # The same unannounced stream within the limit is fine (it ends when the connection closes).
+    server.script("/" + NAME, {"body": vae_bytes, "content_type": "application/octet-stream", "no_length": True})
+    monkeypatch.setattr(dl, "MAX_UNKNOWN_SIZE", 8 << 30)
+    res = get(server.url("/" + NAME), tmp_path, sha256=sha(vae_bytes))
+    assert res.size == len(vae_bytes)
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,9 @@ LOCK_SUFFIX = ".vaelab-lock"
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
+# With no size known from the catalog, the caller or the server, stop here: the largest VAE-like
+# file known (OpenAI's Consistency Decoder) is 2.5 GB, a kl-f8 VAE 335 MB.
+MAX_UNKNOWN_SIZE = 8 << 30
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 Progress = Callable[[int, "int | None"], None]
@@ -331,7 +334,7 @@ class _Transfer:
             if offset and total == offset:
                 self.total = total
                 return  # the partial is already complete
-            self._restart("the server refused the resume range")
+            self._restart()
             raise _Transient("the server refused the resume range; starting over")
         content_type = headers.get("Content-Type", "").split(";")[0].strip().lower()
         if code == 206:
@@ -340,7 +343,7 @@ class _Transfer:
                 raise _Transient(f"the server resumed at byte {start}, not {offset}")
         else:
             if offset:
-                self._restart("the server does not resume (or the file changed); starting over")
+                self._restart()  # no Range support, or the file changed (If-Range): start over
             start = 0
             cl = headers.get("Content-Length", "")
             total = int(cl) if cl.isdigit() else None
@@ -361,6 +364,8 @@ class _Transfer:
         if start == 0:
             self.hasher, self.done = hashlib.sha256(), 0
         limit = self.expected_size if self.expected_size is not None else self.total
+        if limit is None:
+            limit = MAX_UNKNOWN_SIZE
         read = _reader(resp)
         sniffed = start > 0
         self._bar_open()
@@ -393,7 +398,7 @@ class _Transfer:
         if self.total is not None and self.done < self.total:
             raise _Transient(f"connection closed at {self.done:,} of {self.total:,} bytes")
 
-    def _restart(self, why: str) -> None:
+    def _restart(self) -> None:
         if self.part is not None and self.part.exists():
             with open(self.part, "r+b") as f:
                 f.truncate(0)
