@@ -67,7 +67,10 @@ class FileServer:
                 pass
 
             def do_GET(self):
-                server._handle(self)
+                try:
+                    server._handle(self)
+                except (BrokenPipeError, ConnectionResetError):  # the client went away (cancel, lock test)
+                    self.close_connection = True
 
             do_HEAD = do_GET
 
@@ -124,17 +127,22 @@ class FileServer:
                               action.get("content_type", "text/plain"))
         if "body" in action:
             return self._send(h, entry, 200, action["body"], action.get("headers", {}),
-                              action.get("content_type", "text/html; charset=utf-8"))
+                              action.get("content_type", "text/html; charset=utf-8"),
+                              length=not action.get("no_length"))
         served = self.files.get(path)
         if served is None:
             return self._send(h, entry, 404, b"not found", {}, "text/plain")
         self._serve_file(h, entry, served, action)
 
-    def _send(self, h, entry, status, body, headers, content_type="text/plain"):
+    def _send(self, h, entry, status, body, headers, content_type="text/plain", length=True):
         entry.status = status
         h.send_response(status)
         h.send_header("Content-Type", content_type)
-        h.send_header("Content-Length", str(len(body)))
+        if length:
+            h.send_header("Content-Length", str(len(body)))
+        else:  # the body runs until the connection closes (no size announced)
+            h.send_header("Connection", "close")
+            h.close_connection = True
         for k, v in headers.items():
             h.send_header(k, v)
         h.end_headers()

@@ -14,12 +14,20 @@ from vae_lab.catalog import CatalogEntry
 from vae_lab.cli import main
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def blob() -> bytes:
-    # A minimal valid safetensors file: 8-byte header length, JSON header, one tensor.
-    header = b'{"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}'
-    header += b" " * (-len(header) % 8)
-    return len(header).to_bytes(8, "little") + header + bytes(range(16))
+    """A real tiny kl-f8 VAE (random weights, LDM layout) as safetensors bytes."""
+    from safetensors.torch import save
+
+    from factories import TINY_KL, random_kl_state_dict
+
+    return save(random_kl_state_dict(TINY_KL, seed=5))
+
+
+@pytest.fixture(autouse=True)
+def private_hash_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path_factory.mktemp("hash-cache")))
+    monkeypatch.setattr(catalog, "_HASH_CACHE", None)
 
 
 def fake_entry(url: str, data: bytes, **kw) -> CatalogEntry:
@@ -59,6 +67,7 @@ def test_download_url_json(tmp_path, capsys, blob):
     assert res["path"] == str(tmp_path / "weights.safetensors") and res["verified"] is True
     assert res["sha256"] == hashlib.sha256(blob).hexdigest() and res["short_hash"] == res["sha256"][:10]
     assert os.listdir(tmp_path) == ["weights.safetensors"]
+    assert res["info"]["kind"] == "kl" and res["info"]["latent_channels"] == 4 and res["family"] == "unknown"
 
 
 def test_download_by_catalog_name_then_catalog_shows_it_present(tmp_path, capsys, blob, with_entries):
@@ -68,6 +77,7 @@ def test_download_by_catalog_name_then_catalog_shows_it_present(tmp_path, capsys
         code, out, err = run_cli(capsys, "download", "Test VAE", "--dir", str(tmp_path), "--quiet")
     assert code == 0, err
     assert "downloaded" in out and "verified (catalog)" in out and "known: Test VAE [test-vae]" in out
+    assert "identified: kl, 4 latent channels" in out
     # Renamed locally: presence is by hash, not by name.
     os.rename(tmp_path / "test-vae.safetensors", tmp_path / "renamed.safetensors")
     (tmp_path / "other.safetensors").write_bytes(blob + b"x")
@@ -110,3 +120,28 @@ def test_http_failure_exits_2(tmp_path, capsys):
         code, _, err = run_cli(capsys, "download", srv.url("/gone.safetensors"), "--dir", str(tmp_path))
     assert code == 2 and "HTTP 404" in err and err.count("\n") == 1
     assert os.listdir(tmp_path) == []
+
+
+def test_catalog_listing_hashes_each_file_once(tmp_path, capsys, blob, monkeypatch):
+    from vae_lab import identify
+
+    (tmp_path / "a.safetensors").write_bytes(blob)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.ckpt").write_bytes(blob + b"!")
+    (tmp_path / ".c.safetensors.vaelab-part").write_bytes(blob)  # a partial: never listed or hashed
+    calls = []
+    real = identify.sha256_file
+    monkeypatch.setattr(identify, "sha256_file", lambda p: calls.append(p) or real(p))
+    for _ in range(2):
+        code, out, _ = run_cli(capsys, "catalog", "--dir", str(tmp_path), "--json")
+        assert code == 0
+        assert sorted(json.loads(out)["unknown_files"]) == [str(tmp_path / "a.safetensors"),
+                                                           str(tmp_path / "sub" / "b.ckpt")]
+    assert sorted(calls) == [str(tmp_path / "a.safetensors"), str(tmp_path / "sub" / "b.ckpt")]
+
+
+def test_default_folder_comes_from_the_environment(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("VAE_LAB_VAE_DIR", str(tmp_path / "envdir"))
+    code, out, _ = run_cli(capsys, "catalog", "--json")
+    assert code == 0 and json.loads(out)["dir"] == str(tmp_path / "envdir")
+    assert json.loads(out)["dir_exists"] is False

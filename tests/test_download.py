@@ -62,6 +62,15 @@ def ckpt_bytes() -> bytes:
     return buf.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def private_hash_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own identify hash cache, outside the folders it inspects."""
+    from vae_lab import catalog
+
+    monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path_factory.mktemp("hash-cache")))
+    monkeypatch.setattr(catalog, "_HASH_CACHE", None)
+
+
 @pytest.fixture
 def server():
     with FileServer() as srv:
@@ -322,14 +331,19 @@ def test_a_file_larger_than_expected_is_refused(server, tmp_path, vae_bytes):
     assert_nothing_left(tmp_path)
 
 
-def test_more_bytes_than_announced_by_catalog_size_is_cut_off(server, tmp_path, vae_bytes):
-    # No Content-Length check possible (chunked-like: header lies low is not possible), so the
-    # stream itself must stop at the expected size.
-    server.add_file("/" + NAME, vae_bytes, headers={})
-    server.script("/" + NAME, {"ignore_range": True})
-    with pytest.raises(DownloadError):
-        get(server.url("/" + NAME), tmp_path, size=100)
+def test_a_stream_of_unannounced_size_is_cut_off_at_the_limit(server, tmp_path, vae_bytes, monkeypatch):
+    import vae_lab.download as dl
+
+    server.script("/" + NAME, {"body": vae_bytes, "content_type": "application/octet-stream", "no_length": True})
+    monkeypatch.setattr(dl, "MAX_UNKNOWN_SIZE", 1_000_000)
+    with pytest.raises(DownloadError, match="more than the expected 1,000,000 bytes"):
+        get(server.url("/" + NAME), tmp_path)
     assert_nothing_left(tmp_path)
+    # The same unannounced stream within the limit is fine (it ends when the connection closes).
+    server.script("/" + NAME, {"body": vae_bytes, "content_type": "application/octet-stream", "no_length": True})
+    monkeypatch.setattr(dl, "MAX_UNKNOWN_SIZE", 8 << 30)
+    res = get(server.url("/" + NAME), tmp_path, sha256=sha(vae_bytes))
+    assert res.size == len(vae_bytes)
 
 
 @pytest.mark.parametrize(
@@ -460,3 +474,126 @@ def test_content_disposition_parsing():
     assert filename_from_content_disposition(
         "attachment; filename=\"fallback.pt\"; filename*=UTF-8''r%C3%A9el.pt") == "réel.pt"
     assert filename_from_content_disposition("inline") is None
+
+
+# ----------------------------------------------------------------------------- resume corner cases
+
+
+def test_a_complete_partial_from_a_killed_run_is_finished_without_refetching(server, tmp_path, vae_bytes):
+    server.add_file("/" + NAME, vae_bytes)
+    part, _, _ = partial_paths(tmp_path, NAME)
+    part.write_bytes(vae_bytes)  # killed after the last byte, before the rename
+    res = get(server.url("/" + NAME), tmp_path, sha256=sha(vae_bytes))
+    (req,) = server.requests_for("/" + NAME)
+    assert req.range_start == len(vae_bytes) and req.status == 416
+    assert res.resumed_from == len(vae_bytes) and os.listdir(tmp_path) == [NAME]
+
+
+def test_a_file_changed_on_the_server_is_not_spliced(server, tmp_path, vae_bytes):
+    import json as _json
+
+    new = vae_bytes[:-100] + bytes(100)
+    server.add_file("/" + NAME, new, etag='"v2"')
+    part, meta, _ = partial_paths(tmp_path, NAME)
+    part.write_bytes(vae_bytes[: len(vae_bytes) // 2])  # half of the old version
+    from vae_lab.download import _url_key
+
+    meta.write_text(_json.dumps({"source": _url_key(server.url("/" + NAME)), "validator": '"v1"',
+                                 "total": len(vae_bytes)}))
+    res = get(server.url("/" + NAME), tmp_path)
+    (req,) = server.requests_for("/" + NAME)
+    assert req.if_range == '"v1"' and req.status == 200  # the server said: changed, here is all of it
+    assert Path(res.path).read_bytes() == new and res.sha256 == sha(new)
+
+
+def test_download_job_reports_progress_and_can_be_cancelled(server, tmp_path, vae_bytes):
+    from vae_lab.download import DownloadJob
+
+    server.add_file("/" + NAME, vae_bytes)
+    job = DownloadJob(server.url("/" + NAME), tmp_path, sha256=sha(vae_bytes), tokens=NO_TOKENS,
+                      identify=False).start()
+    assert job.wait(30)
+    st = job.status()
+    assert st["state"] == "done" and st["fraction"] == 1.0 and st["result"]["verified"]
+
+    server.add_file("/slow/" + NAME, vae_bytes, rate=4e6)
+    other = tmp_path / "other"
+    job = DownloadJob(server.url("/slow/" + NAME), other, tokens=NO_TOKENS, identify=False).start()
+    deadline = time.monotonic() + 10
+    while job.done_bytes == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    job.cancel()
+    assert job.wait(10)
+    st = job.status()
+    assert st["state"] == "cancelled" and "cancelled" in st["error"] and listed(other) == []
+
+
+# ----------------------------------------------------------------------------- identification
+
+
+def test_downloaded_file_is_identified_without_hashing_it_again(server, tmp_path, vae_bytes, monkeypatch):
+    from vae_lab import identify
+
+    server.add_file("/" + NAME, vae_bytes)
+
+    def no_second_pass(path):
+        raise AssertionError(f"{path} was hashed again after the download")
+
+    monkeypatch.setattr(identify, "sha256_file", no_second_pass)
+    res = get(server.url("/" + NAME), tmp_path, identify=True)
+    assert res.info is not None, res.info_error
+    assert res.info.file_sha256 == res.sha256 == sha(vae_bytes)
+    assert res.info.kind == "kl" and res.info.latent_channels == 4 and len(res.info.weights_id) == 64
+    d = res.to_dict()
+    assert d["info"]["weights_id"] == res.info.weights_id and d["known"] is None
+
+
+def test_a_file_that_is_not_a_vae_is_removed(server, tmp_path):
+    header = b'{"lora_unet_down.alpha":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}'
+    header += b" " * (-len(header) % 8)
+    blob = len(header).to_bytes(8, "little") + header + bytes(16)
+    server.add_file("/lora.safetensors", blob)
+    with pytest.raises(DownloadError, match="not a VAE.*downloaded file was deleted"):
+        get(server.url("/lora.safetensors"), tmp_path, identify=True)
+    assert os.listdir(tmp_path) == []
+
+
+def test_settings_tokens_as_a_mapping_or_callable(server, tmp_path, vae_bytes, monkeypatch):
+    from vae_lab.download import _policy
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setenv("CIVITAI_API_TOKEN", "civ-env")
+    p = _policy(lambda: {"hf": "hf-settings", "civitai": ""})
+    assert p.tokens == {"hf": "hf-settings", "civitai": "civ-env"} and p.require_https
+    assert _policy(None).tokens == {"civitai": "civ-env"}
+
+
+def test_a_downloaded_pickle_can_be_converted_to_safetensors(server, tmp_path, ckpt_bytes):
+    server.add_file("/vae.ckpt", ckpt_bytes)
+    res = get(server.url("/vae.ckpt"), tmp_path, identify=True, to_safetensors=True)
+    assert listed(tmp_path) == ["vae.safetensors"] and res.path == str(tmp_path / "vae.safetensors")
+    assert res.converted_from == str(tmp_path / "vae.ckpt") and res.sha256 == sha(ckpt_bytes)
+    # The converted file remembers what it was converted from.
+    assert res.info.converted_from == "vae.ckpt" and res.info.kind == "kl"
+
+
+def test_partial_metadata_never_stores_the_url(server, tmp_path, vae_bytes):
+    server.add_file("/" + NAME, vae_bytes)
+    server.script("/" + NAME, {"drop_at": 0.5})
+    with pytest.raises(DownloadInterrupted):
+        get(server.url("/" + NAME) + "?token=SECRET123", tmp_path, retries=0)
+    _, meta, _ = partial_paths(tmp_path, NAME)
+    assert meta.exists() and "SECRET123" not in meta.read_text() and "127.0.0.1" not in meta.read_text()
+
+
+def test_a_file_system_error_is_one_clear_line(tmp_path, server, vae_bytes, capsys):
+    from vae_lab.cli import main
+
+    server.add_file("/" + NAME, vae_bytes)
+    part, _, lock = partial_paths(tmp_path, NAME)
+    part.mkdir()  # stands in for a disk that refuses the write
+    code = main(["download", server.url("/" + NAME), "--dir", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: cannot use") and err.count("\n") == 1
+    assert listed(tmp_path) == [] and not lock.exists()

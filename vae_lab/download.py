@@ -37,20 +37,34 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from vae_lab import catalog
+from vae_lab.catalog import file_sha256, remember_sha256
+from vae_lab.download_checks import (  # noqa: F401  (re-exported: the download API)
+    ALLOWED_EXTENSIONS,
+    check_filename,
+    check_payload_start,
+    check_url,
+    filename_from_content_disposition,
+    filename_from_url,
+    is_url,
+    show_url,
+)
 from vae_lab.errors import BadVaeFile, DownloadError, VaeLabError
+from vae_lab.filelock import FileLock, LockCancelled
 from vae_lab.tokens import WHERE_TO_SET, TokenPolicy
 
 CHUNK = 4 << 20
 PART_SUFFIX = ".vaelab-part"
 META_SUFFIX = ".vaelab-meta"
 LOCK_SUFFIX = ".vaelab-lock"
-ALLOWED_EXTENSIONS = catalog.WEIGHT_EXTENSIONS
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
+# With no size known from the catalog, the caller or the server, stop here: the largest VAE-like
+# file known (OpenAI's Consistency Decoder) is 2.5 GB, a kl-f8 VAE 335 MB.
+MAX_UNKNOWN_SIZE = 8 << 30
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 Progress = Callable[[int, "int | None"], None]
@@ -88,6 +102,7 @@ class DownloadResult:
     entry: Any = None               # the catalog entry the bytes are (by SHA-256), if any
     info: Any = None                # vae_lab.identify.VaeInfo, when identification ran
     info_error: str | None = None
+    converted_from: str | None = None  # the pickle this safetensors file was converted from (then removed)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -97,7 +112,7 @@ class DownloadResult:
     def to_dict(self) -> dict[str, Any]:
         info = self.info
         if info is not None and not isinstance(info, dict):
-            info = getattr(info, "__dict__", None) or str(info)
+            info = info.to_dict() if hasattr(info, "to_dict") else dict(vars(info))
         return {
             "path": self.path, "filename": self.filename, "sha256": self.sha256,
             "short_hash": self.short_hash, "size": self.size, "url": self.url, "verified": self.verified,
@@ -106,7 +121,8 @@ class DownloadResult:
             "known": self.entry.id if self.entry else None,
             "known_name": self.entry.name if self.entry else None,
             "family": (self.entry.family if self.entry else None) or _get(info, "family"),
-            "info": info, "info_error": self.info_error, "warnings": list(self.warnings),
+            "info": info, "info_error": self.info_error, "converted_from": self.converted_from,
+            "warnings": list(self.warnings),
         }
 
 
@@ -116,7 +132,7 @@ def _get(obj, key):
     return getattr(obj, key, None)
 
 
-# --------------------------------------------------------------------------- names and places
+# --------------------------------------------------------------------------- places
 
 
 def default_vae_dir() -> Path:
@@ -133,207 +149,9 @@ def default_vae_dir() -> Path:
     return Path.cwd() / "models" / "VAE"
 
 
-def check_filename(name: str) -> str:
-    """The name itself if it is a plain weights-file name; else DownloadError."""
-    shown = repr(name)
-    if not name or name != name.strip() or "\x00" in name:
-        raise DownloadError(f"refusing the file name {shown}: empty or odd characters")
-    if "/" in name or "\\" in name or name in (".", "..") or re.match(r"^[A-Za-z]:", name):
-        raise DownloadError(f"refusing the file name {shown}: it would leave the target folder")
-    if name.startswith("."):
-        raise DownloadError(f"refusing the file name {shown}: hidden files are not listed by the WebUI")
-    if any(c in name for c in '<>:"|?*') or any(ord(c) < 32 for c in name):
-        raise DownloadError(f"refusing the file name {shown}: it contains characters that are not allowed")
-    if not name.lower().endswith(ALLOWED_EXTENSIONS):
-        raise DownloadError(
-            f"refusing the file name {shown}: a VAE file must end in {', '.join(ALLOWED_EXTENSIONS)}"
-        )
-    return name
-
-
-def filename_from_content_disposition(value: str | None) -> str | None:
-    """The file name in a Content-Disposition header (RFC 6266 `filename*` preferred), undecoded paths kept."""
-    if not value:
-        return None
-    star = re.search(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", value, re.I)
-    if star:
-        charset = star.group(1) or "utf-8"
-        try:
-            return unquote(star.group(2).strip().strip('"'), encoding=charset, errors="strict")
-        except (LookupError, UnicodeDecodeError):
-            pass
-    plain = re.search(r'filename\s*=\s*("((?:[^"\\]|\\.)*)"|[^;]+)', value, re.I)
-    if plain:
-        return plain.group(2).replace('\\"', '"') if plain.group(2) is not None else plain.group(1).strip()
-    return None
-
-
-def filename_from_url(url: str) -> str | None:
-    path = urlsplit(url).path
-    name = unquote(path.rsplit("/", 1)[-1]) if path else ""
-    return name or None
-
-
-def show_url(url: str) -> str:
-    """A URL safe to print: no query (signed URLs and `?token=` live there), no credentials."""
-    p = urlsplit(url)
-    host = p.hostname or ""
-    if p.port:
-        host += f":{p.port}"
-    return f"{p.scheme}://{host}{p.path}"
-
-
-def is_url(text: str) -> bool:
-    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", text.strip()))
-
-
-def check_url(url: str) -> str:
-    p = urlsplit(url)
-    if p.scheme.lower() not in ("http", "https"):
-        raise DownloadError(f"refusing {p.scheme}:// URLs: only http:// and https:// downloads are supported")
-    if not p.hostname:
-        raise DownloadError(f"the URL {show_url(url)!r} has no host")
-    return url
-
-
 def partial_paths(dest: Path, name: str) -> tuple[Path, Path, Path]:
     """(partial, meta, lock) paths: hidden names the WebUI's VAE list ignores."""
     return dest / f".{name}{PART_SUFFIX}", dest / f".{name}{META_SUFFIX}", dest / f".{name}{LOCK_SUFFIX}"
-
-
-# --------------------------------------------------------------------------- payload checks
-
-
-def check_payload_start(head: bytes, filename: str, content_type: str = "") -> None:
-    """Refuse a response that is a web page, JSON, a Git LFS pointer or not the announced format."""
-    stripped = head.lstrip()[:64].lower()
-    if stripped.startswith(b"version https://git-lfs"):
-        raise DownloadError("the server sent a Git LFS pointer, not the file: use the /resolve/ link")
-    if stripped.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")) or content_type == "text/html":
-        raise DownloadError(
-            "the server sent a web page (HTML), not a weights file: a login or error page, "
-            "or a page link instead of a download link (on Hugging Face use /resolve/, not /blob/)"
-        )
-    if content_type in ("application/json", "text/json") or stripped.startswith((b"{\"", b"[")):
-        if not filename.lower().endswith(".safetensors") or not _looks_like_safetensors(head):
-            snippet = head[:120].decode("utf-8", "replace").replace("\n", " ")
-            raise DownloadError(f"the server sent JSON, not a weights file: {snippet}")
-    lower = filename.lower()
-    if lower.endswith(".safetensors"):
-        if len(head) >= 9 and not _looks_like_safetensors(head):
-            raise DownloadError("the server's bytes are not a safetensors file (bad header)")
-    elif lower.endswith((".ckpt", ".pt", ".pth", ".bin")):
-        # torch.save: a zip archive; legacy: a pickle (protocol 2+ starts with 0x80).
-        if head and not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
-            raise DownloadError("the server's bytes are not a PyTorch checkpoint (neither zip nor pickle)")
-
-
-def _looks_like_safetensors(head: bytes) -> bool:
-    if len(head) < 9:
-        return False
-    n = int.from_bytes(head[:8], "little")
-    return 2 <= n <= 100_000_000 and head[8:9] == b"{"
-
-
-# --------------------------------------------------------------------------- hashing existing files
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Full-file SHA-256, through the identify module's hash cache when it is there."""
-    try:
-        from vae_lab import identify  # foundation helper's module, with a (path, size, mtime) cache
-    except ImportError:
-        identify = None
-    for name in ("file_sha256", "sha256_file", "cached_sha256"):
-        fn = getattr(identify, name, None) if identify else None
-        if callable(fn):
-            return fn(str(path))
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(CHUNK)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
-# --------------------------------------------------------------------------- locking
-
-
-class _Lock:
-    """An exclusive lock on `path`, polled so cancellation works; None wait = wait forever."""
-
-    def __init__(self, path: Path, cancelled: Callable[[], bool], wait: float | None):
-        self.path, self.cancelled, self.wait = path, cancelled, wait
-        self.fd: int | None = None
-
-    def acquire(self) -> bool:
-        """True if it had to wait for another holder."""
-        waited = False
-        start = time.monotonic()
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            if _try_lock(fd):
-                # The holder before us may have removed the file after we opened it.
-                try:
-                    same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-                except FileNotFoundError:
-                    same = False
-                if same:
-                    self.fd = fd
-                    return waited
-                _unlock(fd)
-                os.close(fd)
-                continue
-            os.close(fd)
-            waited = True
-            if self.cancelled():
-                raise DownloadCancelled("cancelled while waiting for another download of the same file")
-            if self.wait is not None and time.monotonic() - start > self.wait:
-                raise DownloadError(f"another download of {self.path.name[1:-len(LOCK_SUFFIX)]} is still running")
-            time.sleep(0.05)
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        try:
-            os.unlink(self.path)  # before unlocking, so a waiter re-checks the inode
-        except OSError:
-            pass
-        _unlock(self.fd)
-        os.close(self.fd)
-        self.fd = None
-
-
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-
-    def _unlock(fd: int) -> None:
-        try:
-            os.lseek(fd, 0, 0)
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        except OSError:
-            pass
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except OSError:
-            return False
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------- the transfer
@@ -358,7 +176,7 @@ class _Transfer:
         self.policy, self.session = policy, session
         self.progress, self.cancelled, self.console = progress, cancelled, console
         self.retries, self.backoff, self.timeout, self.lock_wait, self.fsync = retries, backoff, timeout, lock_wait, fsync
-        self.lock: _Lock | None = None
+        self.lock: FileLock | None = None
         self.part = self.meta = None
         self.hasher = hashlib.sha256()
         self.done = 0
@@ -373,8 +191,11 @@ class _Transfer:
     def claim(self, name: str) -> DownloadResult | None:
         self.filename = check_filename(name)
         self.part, self.meta, lock_path = partial_paths(self.dest, self.filename)
-        self.lock = _Lock(lock_path, self.cancelled, self.lock_wait)
-        self.lock.acquire()
+        self.lock = FileLock(lock_path, self.cancelled, self.lock_wait, what=self.filename)
+        try:
+            self.lock.acquire()
+        except LockCancelled as err:
+            raise DownloadCancelled(str(err)) from None
         final = self.dest / self.filename
         if final.exists() and self.expected_sha:
             return self._existing(final)
@@ -402,7 +223,9 @@ class _Transfer:
         except (OSError, ValueError):
             meta = {}
         size = self.part.stat().st_size
-        if meta.get("url") not in (None, self.url) or (self.expected_sha and meta.get("sha256") not in (None, self.expected_sha)):
+        other_source = meta.get("source") not in (None, _url_key(self.url))
+        other_file = self.expected_sha and meta.get("sha256") not in (None, self.expected_sha)
+        if other_source or other_file:
             size = 0  # a partial of something else: start over
         h = hashlib.sha256()
         with open(self.part, "rb") as f:
@@ -511,7 +334,7 @@ class _Transfer:
             if offset and total == offset:
                 self.total = total
                 return  # the partial is already complete
-            self._restart("the server refused the resume range")
+            self._restart()
             raise _Transient("the server refused the resume range; starting over")
         content_type = headers.get("Content-Type", "").split(";")[0].strip().lower()
         if code == 206:
@@ -520,7 +343,7 @@ class _Transfer:
                 raise _Transient(f"the server resumed at byte {start}, not {offset}")
         else:
             if offset:
-                self._restart("the server does not resume (or the file changed); starting over")
+                self._restart()  # no Range support, or the file changed (If-Range): start over
             start = 0
             cl = headers.get("Content-Length", "")
             total = int(cl) if cl.isdigit() else None
@@ -541,6 +364,8 @@ class _Transfer:
         if start == 0:
             self.hasher, self.done = hashlib.sha256(), 0
         limit = self.expected_size if self.expected_size is not None else self.total
+        if limit is None:
+            limit = MAX_UNKNOWN_SIZE
         read = _reader(resp)
         sniffed = start > 0
         self._bar_open()
@@ -573,14 +398,16 @@ class _Transfer:
         if self.total is not None and self.done < self.total:
             raise _Transient(f"connection closed at {self.done:,} of {self.total:,} bytes")
 
-    def _restart(self, why: str) -> None:
+    def _restart(self) -> None:
         if self.part is not None and self.part.exists():
             with open(self.part, "r+b") as f:
                 f.truncate(0)
         self.hasher, self.done, self.validator = hashlib.sha256(), 0, None
 
     def _write_meta(self) -> None:
-        data = {"url": self.url, "validator": self.validator, "total": self.total, "sha256": self.expected_sha}
+        # The URL itself is not stored: signed URLs and ?token= parameters must not land on disk.
+        data = {"source": _url_key(self.url), "validator": self.validator, "total": self.total,
+                "sha256": self.expected_sha}
         tmp = self.meta.with_name(self.meta.name + ".tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self.meta)
@@ -669,6 +496,9 @@ class _Transfer:
             return self._finish(t0)
         except (DownloadCancelled, DownloadInterrupted):
             raise  # keep the partial: the next call resumes it
+        except OSError as err:  # disk full, permissions: say so in one line, keep what was written
+            where = err.filename or self.part or self.dest
+            raise DownloadInterrupted(f"cannot use {where}: {err.strerror or err}") from None
         except VaeLabError:
             if self.lock is not None and self.lock.fd is not None:  # never touch another process's partial
                 self._discard()
@@ -755,6 +585,10 @@ def _reader(resp) -> Callable[[], memoryview | bytes]:
     return lambda: resp.raw.read1(CHUNK, decode_content=True) if hasattr(resp.raw, "read1") else resp.raw.read(CHUNK, decode_content=True)
 
 
+def _url_key(url: str) -> str:
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
+
+
 def _no_netrc(request):
     """An auth hook that adds nothing, so requests never pulls ~/.netrc credentials in."""
     return request
@@ -801,7 +635,7 @@ def download(
     sha256: str | None = None,
     size: int | None = None,
     filename: str | None = None,
-    tokens: TokenPolicy | None = None,
+    tokens: TokenPolicy | dict | Callable[[], dict] | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | Callable[[], bool] | None = None,
     on_done: Callable[[DownloadResult], None] | None = None,
@@ -811,6 +645,7 @@ def download(
     timeout: float | tuple[float, float] = (15.0, 60.0),
     lock_wait: float | None = None,
     identify: bool = True,
+    to_safetensors: bool = False,
     fsync: bool = True,
     session=None,
 ) -> DownloadResult:
@@ -819,6 +654,8 @@ def download(
     Returns a `DownloadResult` (final path, SHA-256, catalog match, identity) and passes it to
     `on_done`. Raises `DownloadError` (one line) on any refusal or failure; `DownloadCancelled`
     when `cancel` fires. `progress(done_bytes, total_bytes_or_None)` is called as bytes arrive.
+    `to_safetensors`: convert a downloaded pickle (.ckpt/.pt/.pth/.bin) to `<stem>.safetensors`
+    with `vae_lab.convert` (identity kept in its metadata) and remove the pickle.
     """
     import requests
 
@@ -855,7 +692,7 @@ def download(
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DownloadError(f"cannot create the target folder {dest}: {err.strerror}") from None
-    policy = tokens if tokens is not None else TokenPolicy.from_settings()
+    policy = _policy(tokens)
     own_session = session is None
     session = session or requests.Session()
     cancelled = _cancel_fn(cancel)
@@ -885,11 +722,47 @@ def download(
         if own_session:
             session.close()
     result.entry = catalog.known_by_sha256(result.sha256)
+    if not result.already_present:
+        remember_sha256(result.path, result.sha256)  # identify below then reads no byte twice
     if identify:
         _identify(result)
+    if to_safetensors and not result.filename.lower().endswith(".safetensors"):
+        _to_safetensors(result, identify)
     if on_done is not None:
         on_done(result)
     return result
+
+
+def _policy(tokens) -> TokenPolicy:
+    """A TokenPolicy from a policy, a {"hf": …, "civitai": …} mapping (Settings), a callable returning
+    one, or None (environment only). Empty settings fall back to HF_TOKEN / CIVITAI_API_TOKEN."""
+    if callable(tokens) and not isinstance(tokens, TokenPolicy):
+        tokens = tokens()
+    if isinstance(tokens, TokenPolicy):
+        return tokens
+    tokens = tokens or {}
+    return TokenPolicy.from_settings(hf=tokens.get("hf"), civitai=tokens.get("civitai"))
+
+
+def _to_safetensors(result: DownloadResult, identify: bool) -> None:
+    """Replace a downloaded pickle by a safetensors copy; the pickle stays if anything goes wrong."""
+    from vae_lab.convert import convert
+
+    src = Path(result.path)
+    dst = src.with_suffix(".safetensors")
+    try:
+        convert(str(src), str(dst))
+    except VaeLabError as err:
+        result.warnings.append(f"not converted to safetensors: {err}")
+        return
+    result.converted_from = str(src)
+    result.path, result.filename = str(dst), dst.name
+    if not result.already_present:
+        os.unlink(src)  # two files of the same VAE would both show up in the WebUI's list
+    else:
+        result.warnings.append(f"{src.name} was already there and is kept next to {dst.name}")
+    if identify:
+        _identify(result)
 
 
 def _identify(result: DownloadResult) -> None:
@@ -904,9 +777,73 @@ def _identify(result: DownloadResult) -> None:
     except BadVaeFile as err:
         if not result.already_present and result.entry is None:
             os.unlink(result.path)
-            raise DownloadError(f"{result.filename} is not a VAE ({err}); it was deleted") from None
+            raise DownloadError(f"{err}; the downloaded file was deleted") from None
         result.info_error = str(err)
     except VaeLabError as err:
         result.info_error = str(err)
     if result.info is not None and _get(result.info, "layout") == "diffusers":
         result.warnings.append("a diffusers-layout file: A1111 cannot load it; convert it with `python -m vae_lab convert`")
+
+
+class DownloadJob:
+    """A download on a background thread, for UIs: poll `status()`, call `cancel()`.
+
+        job = DownloadJob("sdxl-vae-fp16-fix", vae_dir, tokens=policy, on_done=refresh).start()
+        job.status()  # {"state": "running", "done_bytes": …, "total_bytes": …, "fraction": …}
+    """
+
+    def __init__(self, source: str, dest_dir=None, **kwargs):
+        self.source, self.dest_dir, self.kwargs = source, dest_dir, kwargs
+        self.kwargs.setdefault("console", False)
+        self._user_progress = self.kwargs.pop("progress", None)
+        self._cancel = threading.Event()
+        self.done_bytes, self.total_bytes = 0, None
+        self.result: DownloadResult | None = None
+        self.error: str | None = None
+        self.cancelled = False
+        self._thread = threading.Thread(target=self._run, name=f"vae-lab-download {source}", daemon=True)
+
+    def start(self) -> "DownloadJob":
+        self._thread.start()
+        return self
+
+    def _progress(self, done: int, total: int | None) -> None:
+        self.done_bytes, self.total_bytes = done, total
+        if self._user_progress is not None:
+            self._user_progress(done, total)
+
+    def _run(self) -> None:
+        try:
+            self.result = download(self.source, self.dest_dir, progress=self._progress, cancel=self._cancel,
+                                   **self.kwargs)
+        except DownloadCancelled as err:
+            self.cancelled, self.error = True, str(err)
+        except VaeLabError as err:
+            self.error = str(err)
+        except Exception as err:  # keep the UI alive; the message is still one line
+            self.error = f"unexpected error: {type(err).__name__}: {_short(err)}"
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def status(self) -> dict[str, Any]:
+        if self.running or (self.result is None and self.error is None):
+            state = "running"
+        elif self.result is not None:
+            state = "done"
+        else:
+            state = "cancelled" if self.cancelled else "failed"
+        total = self.total_bytes
+        return {
+            "state": state, "source": self.source, "done_bytes": self.done_bytes, "total_bytes": total,
+            "fraction": (self.done_bytes / total) if total else None, "error": self.error,
+            "result": self.result.to_dict() if self.result is not None else None,
+        }

@@ -19,48 +19,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def local_files(folder) -> list[str]:
-    """Weight files under `folder`, recursively, as the WebUI would see them (hidden partials skipped)."""
-    from vae_lab.catalog import WEIGHT_EXTENSIONS
-
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith(".") and name.lower().endswith(WEIGHT_EXTENSIONS):
-                found.append(os.path.join(root, name))
-    return found
-
-
-def presence(folder) -> tuple[dict[str, list[str]], list[str]]:
-    """({entry id: [paths]}, [paths of weight files the catalog does not know])."""
-    from vae_lab import catalog
-    from vae_lab.download import file_sha256
-
-    present: dict[str, list[str]] = {}
-    unknown = []
-    if not os.path.isdir(folder):
-        return present, unknown
-    for path in local_files(folder):
-        try:
-            digest = file_sha256(path)
-        except OSError:
-            continue
-        entry = catalog.known_by_sha256(digest)
-        if entry is None:
-            unknown.append(path)
-        else:
-            present.setdefault(entry.id, []).append(path)
-    return present, unknown
-
-
 def run(args) -> int:
     from vae_lab import catalog
     from vae_lab.download import default_vae_dir
 
     folder = str(args.dir) if args.dir else str(default_vae_dir())
     entries = catalog.entries(offered_only=not args.all)
-    present, unknown = presence(folder)
+    present, unknown = catalog.presence(folder)
     if args.json:
         out = {
             "dir": folder,
