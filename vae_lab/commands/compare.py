@@ -98,6 +98,24 @@ def build_request(args):
     return req
 
 
+FIXED_OUTPUTS = ("00-reference.png", "diff.png", "grid.png", "metrics.csv", "metrics.json")
+
+
+def _image_name(index: int, name: str) -> str:
+    return f"{index:02d}-{_safe_name(os.path.splitext(name)[0])}.png"
+
+
+def check_out_dir(out_dir: str, names) -> None:
+    """Refuse an --out folder that already holds a file we would write (nothing is overwritten)."""
+    from vae_lab.errors import VaeLabError
+
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise VaeLabError(f"--out {out_dir} is a file, not a folder")
+    clash = [n for n in names if os.path.exists(os.path.join(out_dir, n))]
+    if clash:
+        raise VaeLabError(f"{out_dir} already has {clash[0]}; choose a new or empty --out folder")
+
+
 def write_outputs(result, out_dir: str) -> dict:
     """Write decodes, diff, grid, CSV and JSON into `out_dir`; never overwrite a file."""
     from PIL import Image
@@ -109,13 +127,10 @@ def write_outputs(result, out_dir: str) -> dict:
         planned["00-reference.png"] = result.reference_image
     for i, o in enumerate(result.outcomes, start=1):
         if o.image is not None:
-            planned[f"{i:02d}-{_safe_name(os.path.splitext(o.name)[0])}.png"] = o.image
+            planned[_image_name(i, o.name)] = o.image
     if result.diff_image is not None:
         planned["diff.png"] = result.diff_image
-    names = list(planned) + ["grid.png", "metrics.csv", "metrics.json"]
-    clash = [n for n in names if os.path.exists(os.path.join(out_dir, n))]
-    if clash:
-        raise VaeLabError(f"{out_dir} already has {clash[0]}; choose a new or empty --out folder")
+    check_out_dir(out_dir, list(planned) + ["grid.png", "metrics.csv", "metrics.json"])
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as err:
@@ -143,6 +158,8 @@ def run(args) -> int:
 
     req = build_request(args)
     out_dir = args.out or time.strftime("vae-compare-%Y%m%d-%H%M%S")
+    # refuse a taken --out before the (slow) decodes, not after
+    check_out_dir(out_dir, [*FIXED_OUTPUTS, *(_image_name(i, os.path.basename(p)) for i, p in enumerate(req.vae_paths, 1))])
 
     def progress(fraction, text):
         if not args.json:
