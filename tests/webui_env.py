@@ -22,6 +22,7 @@ undone and sys.path/env are restored, so the next test starts from nothing — l
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -48,7 +49,12 @@ def _save_state_dict(path: Path, state_dict: dict, metadata: dict | None = None)
 
 
 def vae_state_dict(seed: int = 1, kind: str = "sd1", dtype=torch.float32) -> dict:
-    """Random kl-f8 weights in the LDM layout that fit the stand-in's model of `kind`."""
+    """Random kl-f8 weights in the LDM layout that fit the stand-in's model of `kind` (a fresh dict)."""
+    return dict(_cached_vae_state_dict(seed, kind, dtype))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_vae_state_dict(seed, kind, dtype):
     from factories import random_kl_state_dict
     import stub_ldm
     return random_kl_state_dict(stub_ldm.vae_arch_for(kind), seed=seed, dtype=dtype)
@@ -239,8 +245,7 @@ class FakeWebUI:
                  cfg_scale, height, width, enable_hr, denoising_strength, hr_scale, hr_upscaler, 0, 0, 0,
                  hr_checkpoint_name, "Use same sampler", "Use same scheduler", "", "", list(override_settings_texts),
                  *script_args)
-        images, info_js, html = out[0], out[1], out[2]
-        return GenResult(images or [], info_js or "", html or "", txt2img.last_processed)
+        return GenResult(out[0] or [], out[1] or "", "".join(str(x) for x in out[2:] if x), txt2img.last_processed)
 
     def img2img(self, init_image, prompt: str = "a photo", *, seed: int = 1, steps: int = 2, width: int = 64,
                 height: int = 64, batch_size: int = 1, n_iter: int = 1, denoising_strength: float = 0.5,
@@ -254,7 +259,7 @@ class FakeWebUI:
         fn = call_queue.wrap_gradio_gpu_call(img2img.img2img, extra_outputs=[None, '', ''])
         out = fn("task(stand-in)", types.SimpleNamespace(username=None), prompt, "", init_image, n_iter, batch_size, 7.0,
                  denoising_strength, height, width, list(override_settings_texts), *script_args)
-        return GenResult(out[0] or [], out[1] or "", out[2] or "", img2img.last_processed)
+        return GenResult(out[0] or [], out[1] or "", "".join(str(x) for x in out[2:] if x), img2img.last_processed)
 
     def pip_calls(self) -> list[dict]:
         """run_pip calls recorded so far, from this process and from install.py subprocesses."""
@@ -266,6 +271,9 @@ class FakeWebUI:
 def _quote(a: str) -> str:
     import shlex
     return shlex.quote(str(a))
+
+
+_STDLIB = os.path.dirname(os.__file__)
 
 
 def _is_stand_in_name(name: str) -> bool:
@@ -285,7 +293,8 @@ def purge_stand_in():
     for name in stand_in:
         sys.modules.pop(name, None)
     for name, mod in list(sys.modules.items()):
-        if mod is None or name.startswith(("gradio", "torch", "numpy", "fastapi", "pydantic", "_")):
+        file = getattr(mod, "__file__", None) or ""
+        if mod is None or not file or "site-packages" in file or file.startswith(_STDLIB):
             continue
         try:
             values = list(vars(mod).values())
