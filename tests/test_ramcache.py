@@ -96,3 +96,12 @@ def test_missing_file_raises_and_caches_nothing(tmp_path):
     with pytest.raises(FileNotFoundError):
         cache.get(tmp_path / "nope.safetensors", CountingLoader())
     assert cache.total_bytes == 0
+
+
+def test_materialize_owns_its_memory(files):
+    from vae_lab.ramcache import materialize
+
+    mapped = load_file(str(files[0]))
+    owned = materialize(mapped)
+    assert torch.equal(owned["w"], mapped["w"])
+    assert owned["w"].data_ptr() != mapped["w"].data_ptr()

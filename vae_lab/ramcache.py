@@ -35,6 +35,22 @@ def state_dict_bytes(state_dict) -> int:
     return total
 
 
+def materialize(state_dict) -> dict:
+    """Copies of `state_dict`'s tensors in ordinary CPU memory.
+
+    safetensors and `torch.load(mmap=True)` hand out tensors backed by a memory map of the
+    file: the kernel may drop those pages and read the disk again on the next swap. A cache
+    entry must own its memory, so loaders pass their result through this once.
+    """
+    out = {}
+    for k, v in state_dict.items():
+        if hasattr(v, "detach"):
+            v = v.detach()
+            v = v.to("cpu", copy=True) if v.device.type != "cpu" else v.clone()
+        out[k] = v
+    return out
+
+
 @dataclass
 class CacheStats:
     hits: int = 0

@@ -33,7 +33,7 @@ from modules import devices, processing, script_callbacks, scripts, sd_models, s
 from vae_lab import compatibility, last_latents
 from vae_lab.errors import IncompatibleVae, VaeLabError
 from vae_lab.preferences import Preferences
-from vae_lab.ramcache import RamCache, file_key
+from vae_lab.ramcache import RamCache, file_key, materialize
 
 TITLE = "VAE Lab"
 SECTION = ("vae_lab", "VAE Lab", "sd")
@@ -170,7 +170,7 @@ def _read_state_dict(path: str) -> dict:
     vf = load_vae_file(path)
     if vf.kind != "kl":
         raise IncompatibleVae(f"{os.path.basename(path)} is a tiny autoencoder (TAESD), not a full VAE")
-    return {k: v.to("cpu") for k, v in vf.state_dict.items()}
+    return materialize(vf.state_dict)
 
 
 def model_family(model) -> tuple[str, int]:
