@@ -143,34 +143,47 @@ def _display(vae_file: str | None) -> str:
 
 
 def vae_hash(vae_file: str | None) -> str | None:
-    """The 10-hex infotext hash of `vae_file`, computed per file (WebUI pitfall 9)."""
-    if not vae_file:
+    """The 10-hex infotext hash of `vae_file`: its own full-file SHA-256 (WebUI pitfall 9).
+
+    Taken from VAE Lab's identity (hashed once per file version, cached on disk), else from
+    the WebUI's hash cache; None under `--no-hashing`, as the WebUI does.
+    """
+    if not vae_file or getattr(shared.cmd_opts, "no_hashing", False):
         return None
-    from modules import hashes
+    try:
+        return _vae_info(vae_file).file_sha256[:10]
+    except Exception:
+        from modules import hashes
 
-    full = hashes.sha256(vae_file, f"vae/{os.path.basename(vae_file)}")
-    return full[:10] if full else None
-
-
-def _vae_info(path: str):
-    """`vae_lab.identify.inspect(path)`, once per file version."""
-    key = file_key(path)
-    info = _info_cache.get(key)
-    if info is None:
-        from vae_lab.identify import inspect
-
-        info = inspect(path)
-        _info_cache[key] = info
-    return info
+        full = hashes.sha256(vae_file, f"vae/{os.path.basename(vae_file)}")
+        return full[:10] if full else None
 
 
 def _read_state_dict(path: str) -> dict:
+    """Read `path` once: identify it (family, hash) and return its weights in owned memory."""
+    from vae_lab.identify import identify
     from vae_lab.loading import load_vae_file
 
     vf = load_vae_file(path)
+    _info_cache[file_key(path)] = identify(vf)
     if vf.kind != "kl":
         raise IncompatibleVae(f"{os.path.basename(path)} is a tiny autoencoder (TAESD), not a full VAE")
     return materialize(vf.state_dict)
+
+
+def _vae_info(path: str):
+    """The `VaeInfo` of `path`, from the same single read that fills the RAM cache."""
+    key = file_key(path)
+    if key not in _info_cache:
+        try:
+            ram_cache().get(path, _read_state_dict)
+        except IncompatibleVae:
+            pass  # a TAE: identified, not cached
+        if key not in _info_cache:  # cached weights of an older identity run: identify only
+            from vae_lab.identify import inspect
+
+            _info_cache[key] = inspect(path)
+    return _info_cache[key]
 
 
 def model_family(model) -> tuple[str, int]:
