@@ -666,15 +666,19 @@ def on_ui_settings() -> None:
         "vae_lab_hf_token": shared.OptionInfo(
             "", "Hugging Face token (gated downloads)", gr.Textbox, {"type": "password"}, restrict_api=True),
         "vae_lab_civitai_token": shared.OptionInfo(
-            "", "Civitai API token", gr.Textbox, {"type": "password"}, restrict_api=True),
+            "", "Civitai API key", gr.Textbox, {"type": "password"}, restrict_api=True),
     }
     for key, info in shared.options_section(section, options).items():
         opts.add_option(key, info)
 
 
 def tokens() -> dict[str, str]:
-    """Download tokens from Settings (never logged, never in infotext)."""
-    return {"huggingface": _opt("vae_lab_hf_token", ""), "civitai": _opt("vae_lab_civitai_token", "")}
+    """Download tokens from Settings, keyed like `vae_lab.tokens` ("hf", "civitai").
+
+    Never logged, never in infotext; empty ones fall back to HF_TOKEN / CIVITAI_API_TOKEN
+    in the downloader.
+    """
+    return {"hf": _opt("vae_lab_hf_token", ""), "civitai": _opt("vae_lab_civitai_token", "")}
 
 
 # ---------------------------------------------------------------------------------------
@@ -796,16 +800,22 @@ def _last_latents_for_tab():
 
 
 def ui_context():
+    import dataclasses
+
     from vae_lab import ui
 
-    return ui.UiContext(
+    kwargs = dict(
         vae_dirs=vae_dirs(),
         download_dir=download_dir(),
         on_vaes_changed=refresh_vae_list,
         last_latents=_last_latents_for_tab,
         extra=_tab_extra,
         device=str(getattr(shared, "device", "") or "") or None,
+        tokens=tokens,  # Settings tokens for downloads, when the tab's context takes them
+        precision=lambda: _opt("vae_lab_precision", "auto"),
     )
+    accepted = {f.name for f in dataclasses.fields(ui.UiContext)}
+    return ui.UiContext(**{k: v for k, v in kwargs.items() if k in accepted})
 
 
 def on_ui_tabs():
