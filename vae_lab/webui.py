@@ -145,18 +145,22 @@ def _display(vae_file: str | None) -> str:
 def vae_hash(vae_file: str | None) -> str | None:
     """The 10-hex infotext hash of `vae_file`: its own full-file SHA-256 (WebUI pitfall 9).
 
-    Taken from VAE Lab's identity (hashed once per file version, cached on disk), else from
-    the WebUI's hash cache; None under `--no-hashing`, as the WebUI does.
+    From VAE Lab's identity when the file was already read, else from the WebUI's hash cache
+    under the file's own title (`vae/<name>`, not the shared `vae` that goes stale); None
+    under `--no-hashing`, as the WebUI does.
     """
     if not vae_file or getattr(shared.cmd_opts, "no_hashing", False):
         return None
     try:
-        return _vae_info(vae_file).file_sha256[:10]
-    except Exception:
-        from modules import hashes
+        info = _info_cache.get(file_key(vae_file))
+    except OSError:
+        return None
+    if info is not None and getattr(info, "file_sha256", None):
+        return info.file_sha256[:10]
+    from modules import hashes
 
-        full = hashes.sha256(vae_file, f"vae/{os.path.basename(vae_file)}")
-        return full[:10] if full else None
+    full = hashes.sha256(vae_file, f"vae/{os.path.basename(vae_file)}")
+    return full[:10] if full else None
 
 
 def _read_state_dict(path: str) -> dict:
