@@ -446,7 +446,9 @@ def _install_infotext_fields(p, st: GenState) -> None:
 
     def marker(**kw):
         label = label_of(kw)
-        return "extra decode, same latents" if label else None
+        if not label:
+            return None
+        return "extra decode" if label != CHECKPOINT_VAE else "extra decode with the checkpoint VAE"
 
     p.extra_generation_params["VAE hash"] = vae_hash_
     p.extra_generation_params["VAE"] = vae_name
