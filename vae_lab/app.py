@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "javascript" / "vae_lab.js"
 STYLE = ROOT / "style.css"
 TITLE = "VAE Lab"
+# the page only (inside the WebUI the tab takes the WebUI's full width already)
+APP_CSS = "\n.gradio-container { max-width: 1680px !important; }\n"
 
 
 def page_assets() -> tuple[str, str]:
@@ -30,7 +32,7 @@ def build_app(context=None):
     from vae_lab.ui import build_tab
 
     css, js = page_assets()
-    demo = build_tab(context, css=css, title=TITLE)
+    demo = build_tab(context, css=css + APP_CSS, title=TITLE)
     with demo:
         # runs the classic script once, in the page's global scope, when the page loads
         demo.load(None, None, None, **compat.js_kwargs("() => {\n" + js + "\n}"))

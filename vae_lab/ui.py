@@ -576,18 +576,18 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
                                       visible=False, elem_id="vae_lab_latent_file")
                 latent_note = gr.Markdown("", visible=False, elem_id="vae_lab_latent_note")
                 vaes = gr.CheckboxGroup(initial, value=[], label="VAEs", elem_id="vae_lab_vaes")
-                refresh = gr.Button("🔄 Refresh list", size="sm", elem_id="vae_lab_refresh")
+                refresh = gr.Button("Refresh list", size="sm", elem_id="vae_lab_refresh")
                 encoder = gr.Radio([ENCODER_FIRST, ENCODER_OWN], value=ENCODER_FIRST, label="Round-trip encoder",
                                    elem_id="vae_lab_encoder")
                 reference = gr.Dropdown(refs, value=NO_REFERENCE, label="Reference VAE (decoded in fp32)",
                                         visible=False, elem_id="vae_lab_reference")
                 with gr.Row():
                     precision = gr.Dropdown(PRECISIONS, value="auto", label="Precision (auto: fp16 on GPU)",
-                                            elem_id="vae_lab_precision")
-                    tiling = gr.Dropdown(TILINGS, value="auto", label="Tiling", elem_id="vae_lab_tiling")
+                                            min_width=120, elem_id="vae_lab_precision")
+                    tiling = gr.Dropdown(TILINGS, value="auto", label="Tiling", min_width=100, elem_id="vae_lab_tiling")
                 with gr.Row():
-                    run = gr.Button("Compare", variant="primary", elem_id="vae_lab_run")
-                    stop = gr.Button("Stop", elem_id="vae_lab_stop")
+                    run = gr.Button("Compare", variant="primary", scale=3, min_width=100, elem_id="vae_lab_run")
+                    stop = gr.Button("Stop", scale=1, min_width=60, elem_id="vae_lab_stop")
                 extra_column = gr.Column(elem_id="vae_lab_extra")
                 with gr.Accordion("Get VAEs", open=False, elem_id="vae_lab_get"):
                     headers, rows = logic.catalog_rows()

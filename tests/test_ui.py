@@ -1,0 +1,174 @@
+"""The tab under Gradio 3.41.2 without a browser: the Blocks, its wiring, listing, rendering,
+the handlers run for real on the TAEF2 pair and tiny kl VAEs, and `serve`'s bad input."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+
+from vae_folder import BROKEN, KL_NAMES, make_vae_folder
+from vae_lab import gradio_compat as compat
+from vae_lab import ui
+from vae_lab.errors import VaeLabError
+
+
+@pytest.fixture(scope="module")
+def vae_dir(tmp_path_factory, taef2_pair):
+    return make_vae_folder(tmp_path_factory.mktemp("models") / "VAE", taef2_pair)
+
+
+@pytest.fixture(scope="module")
+def context(vae_dir):
+    return ui.UiContext(vae_dirs=[str(vae_dir)])
+
+
+def _blocks_config(blocks):
+    return blocks.get_config_file()
+
+
+def _by_elem_id(config):
+    return {c["props"].get("elem_id"): c for c in config["components"] if c["props"].get("elem_id")}
+
+
+# --- Gradio 3/4 compatibility --------------------------------------------------------------
+
+
+def test_compat_speaks_the_installed_gradio():
+    import gradio as gr
+
+    assert compat.gradio_major() == int(gr.__version__.split(".")[0]) == 3
+    assert compat.js_kwargs("() => 1") == {"_js": "() => 1"}
+    assert compat.js_kwargs(None) == {}
+    with gr.Blocks():
+        img = compat.upload_image(type="numpy")
+    assert img.source == "upload"
+
+
+def test_compat_switches_keywords_for_gradio_4(monkeypatch):
+    monkeypatch.setattr(compat, "gradio_major", lambda: 4)
+    assert compat.js_kwargs("() => 1") == {"js": "() => 1"}
+
+    class Blocks:
+        def queue(self, **kw):
+            self.kw = kw
+            return self
+
+    assert compat.enable_queue(Blocks()).kw == {"default_concurrency_limit": 1}
+
+
+# --- listing --------------------------------------------------------------------------------
+
+
+def test_scan_lists_each_vae_once_and_a_tae_pair_as_its_decoder(vae_dir):
+    names = [e.name for e in ui.scan_vae_dirs([str(vae_dir)])]
+    assert sorted(names) == sorted(["taef2_decoder.pth", *KL_NAMES, BROKEN])
+    (vae_dir / ".partial.vaelab-part").write_bytes(b"x")
+    (vae_dir / "notes.txt").write_text("x")
+    assert sorted(e.name for e in ui.scan_vae_dirs([str(vae_dir), str(vae_dir)])) == sorted(names)
+
+
+def test_incompatible_vaes_are_marked_with_the_reason():
+    kl = ui.VaeEntry("/v/kl.safetensors", "kl.safetensors", family="sd1", kind="kl", latent_channels=4)
+    xl = ui.VaeEntry("/v/xl.safetensors", "xl.safetensors", family="sdxl", kind="kl", latent_channels=4)
+    tae = ui.VaeEntry("/v/taef2_decoder.pth", "taef2_decoder.pth", family="flux2", kind="tae", latent_channels=32)
+    unknown = ui.VaeEntry("/v/x.pt", "x.pt")
+    choices = dict((p, label) for label, p in ui.vae_choices([kl, xl, tae, unknown], channels=32, family=None))
+    assert choices["/v/taef2_decoder.pth"].startswith("taef2_decoder.pth")
+    assert choices["/v/kl.safetensors"].startswith("✕") and "4-channel VAE, latents have 32" in choices["/v/kl.safetensors"]
+    assert not choices["/v/x.pt"].startswith("✕")  # unknown: offered, the run decides
+    by_family = dict((p, label) for label, p in ui.vae_choices([kl, xl], channels=4, family="sd1"))
+    assert not by_family["/v/kl.safetensors"].startswith("✕")
+    assert "sdxl VAE, latents are sd1" in by_family["/v/xl.safetensors"]
+    # no latents chosen (round trip): nothing is marked
+    assert all(not label.startswith("✕") for label, _ in ui.vae_choices([kl, xl, tae]))
+
+
+def test_last_latents_mode_marks_vaes_for_those_latents(vae_dir):
+    import torch
+
+    from vae_lab.last_latents import LastLatents
+
+    last = LastLatents(torch.zeros(1, 32, 8, 8), "flux2")
+    ctx = ui.UiContext(vae_dirs=[str(vae_dir)], last_latents=lambda: last,
+                       list_vaes=lambda: [ui.VaeEntry(str(vae_dir / KL_NAMES[0]), KL_NAMES[0], "sd1", "kl", 4),
+                                          ui.VaeEntry(str(vae_dir / "taef2_decoder.pth"), "taef2_decoder.pth",
+                                                      "flux2", "tae", 32)])
+    logic = ui.TabLogic(ctx)
+    updates = logic.on_source(ui.SOURCE_LAST, None, [str(vae_dir / KL_NAMES[0])])
+    image_u, file_u, note_u, vaes_u, encoder_u, ref_u = updates
+    assert image_u["visible"] is False and encoder_u["visible"] is False and ref_u["visible"] is True
+    assert "1×32×8×8" in note_u["value"] and "flux2" in note_u["value"]
+    labels = dict((p, label) for label, p in vaes_u["choices"])
+    assert labels[str(vae_dir / KL_NAMES[0])].startswith("✕")
+    assert vaes_u["value"] == []  # the incompatible selection is dropped
+    assert [c[1] for c in ref_u["choices"][1:]] == [str(vae_dir / "taef2_decoder.pth")]
+
+    empty = ui.TabLogic(ui.UiContext(vae_dirs=[str(vae_dir)], last_latents=lambda: None))
+    note = empty.on_source(ui.SOURCE_LAST, None, [])[2]["value"]
+    assert "no generation's latents yet" in note
+
+
+# --- the Blocks -----------------------------------------------------------------------------
+
+
+def test_build_tab_has_the_documented_components(context):
+    tab = ui.build_tab(context)
+    ids = _by_elem_id(_blocks_config(tab))
+    for elem in ("vae_lab_source", "vae_lab_image", "vae_lab_latent_file", "vae_lab_vaes", "vae_lab_encoder",
+                 "vae_lab_reference", "vae_lab_precision", "vae_lab_tiling", "vae_lab_run", "vae_lab_stop",
+                 "vae_lab_view", "vae_lab_metrics", "vae_lab_pair", "vae_lab_gain", "vae_lab_files",
+                 "vae_lab_catalog", "vae_lab_url", "vae_lab_download"):
+        assert elem in ids, elem
+    vaes = ids["vae_lab_vaes"]["props"]["choices"]
+    assert sorted(label.split(" · ")[0] for label, _ in vaes) == sorted(["taef2_decoder.pth", *KL_NAMES, BROKEN])
+    assert ids["vae_lab_image"]["props"]["source"] == "upload"
+    assert ids["vae_lab_precision"]["props"]["choices"][0] in ("auto", ["auto", "auto"], ("auto", "auto"))
+
+
+def test_extra_hook_gets_the_components_and_adds_controls(context):
+    import gradio as gr
+
+    seen = {}
+
+    def extra(tab_ui):
+        seen["ui"] = tab_ui
+        gr.Checkbox(label="Prefer for this checkpoint", elem_id="vae_lab_test_extra")
+
+    ctx = ui.UiContext(vae_dirs=context.vae_dirs, extra=extra)
+    tab = ui.build_tab(ctx)
+    assert seen["ui"].vaes is tab.vae_lab.vaes and "view" in seen["ui"].components
+    assert "vae_lab_test_extra" in _by_elem_id(_blocks_config(tab))
+
+
+def test_app_injects_css_and_the_script_on_load(context):
+    from vae_lab.app import build_app, page_assets
+
+    css, js = page_assets()
+    demo = build_app(context)
+    cfg = _blocks_config(demo)
+    assert ".vae-lab-frame" in cfg["css"]
+    loads = [d for d in cfg["dependencies"] if d.get("js") and "vaeLab" in d["js"]]
+    assert len(loads) == 1 and loads[0]["trigger"] == "load" and js.strip() in loads[0]["js"]
+    assert demo.enable_queue or demo._queue is not None  # progress bars need the queue
+
+
+# --- serve: bad input is one line and exit 2 --------------------------------------------------
+
+
+def test_serve_refuses_a_missing_folder_and_a_busy_port(tmp_path, capsys):
+    from vae_lab.cli import main
+
+    assert main(["serve", "--vae-dir", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --vae-dir") and "not a folder" in err and "\n" not in err
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        assert main(["serve", "--vae-dir", str(tmp_path), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"port {port} on 127.0.0.1 is already in use" in err and "\n" not in err
