@@ -47,6 +47,7 @@ class VaeEntry:
     family: str | None = None  # "sd1", "sdxl", … or None when unknown
     kind: str | None = None  # "kl" | "tae"
     latent_channels: int | None = None
+    sha256: str | None = None  # full-file SHA-256 (identity; matched against the catalog)
     error: str | None = None  # why it could not be identified (still offered: the run says more)
 
     @property
@@ -160,6 +161,7 @@ def _identify(path: str) -> VaeEntry:
                 family=None if info.family in (None, "unknown") else info.family,
                 kind=info.kind,
                 latent_channels=info.latent_channels,
+                sha256=getattr(info, "file_sha256", None),
             )
         except VaeLabError as err:
             entry = VaeEntry(path, name, error=str(err))
@@ -248,12 +250,10 @@ def _fmt_bytes(n) -> str:
     return ""
 
 
-def _fmt_num(x, digits=2, suffix="") -> str | None:
-    return None if x is None else f"{x:.{digits}f}{suffix}"
-
-
 def outcome_lines(o) -> list[str]:
     """The caption lines of one decoded cell: precision (and fallback), time, memory, metrics."""
+    import math
+
     prec = o.precision_used or "?"
     if o.fallback:
         prec += f" (after NaN in {', '.join(o.fallback)})"
@@ -262,10 +262,17 @@ def outcome_lines(o) -> list[str]:
     if o.encode_seconds:
         t += f" · encode {o.encode_seconds:.2f} s"
     lines.append(f"{t} · peak {_fmt_bytes(o.peak_memory_bytes)}")
-    m = [s for s in (_fmt_num(o.psnr, 2, " dB") and f"PSNR {o.psnr:.2f} dB", _fmt_num(o.ssim, 4) and f"SSIM {o.ssim:.4f}",
-                     _fmt_num(o.lpips, 4) and f"LPIPS {o.lpips:.4f}") if s]
+    m = []
+    if o.psnr is not None:
+        m.append("PSNR ∞ (identical)" if math.isinf(o.psnr) else f"PSNR {o.psnr:.2f} dB")
+    if o.ssim is not None:
+        m.append(f"SSIM {o.ssim:.4f}")
+    if o.lpips is not None:
+        m.append(f"LPIPS {o.lpips:.4f}")
     if m:
         lines.append(" · ".join(m))
+    if getattr(o, "encoder", None) and o.encoder != o.name:
+        lines.append(f"latents from {o.encoder}'s encoder")
     return lines
 
 
@@ -288,7 +295,7 @@ def render_view(result) -> str:
     """The side-by-side view: the reference first (if any), then one cell per VAE."""
     cells = []
     if result.reference_image is not None:
-        cells.append(_cell(result.reference_label or REFERENCE_LABEL, ["reference"], result.reference_image, cls="vae-lab-ref"))
+        cells.append(_cell(REFERENCE_LABEL, [result.reference_label or ""], result.reference_image, cls="vae-lab-ref"))
     for o in result.outcomes:
         if o.error or o.image is None:
             cells.append(_cell(o.name, [o.family or ""], error=o.error or "no image", cls="vae-lab-failed"))
@@ -321,22 +328,40 @@ def render_pair(a_name: str, a_img, b_name: str, b_img, diff, gain: float) -> st
 
 
 def metrics_table(result) -> tuple[list[str], list[list]]:
-    """(headers, rows) for the metrics Dataframe, from `CompareResult.rows()`."""
-    rows = result.rows()
-    if not rows:
-        return ["VAE"], []
-    headers = list(rows[0].keys())
-    return headers, [[_cell_value(r.get(h)) for h in headers] for r in rows]
+    """(headers, rows) for the metrics Dataframe; an empty LPIPS column says why in its header."""
+    headers, rows = result.display_rows()
+    if result.lpips_note and "LPIPS" in headers:
+        headers = [f"LPIPS ({_lpips_reason(result.lpips_note)})" if h == "LPIPS" else h for h in headers]
+    return headers, rows
 
 
-def _cell_value(v):
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return round(v, 4)
-    if isinstance(v, (list, tuple)):
-        return ", ".join(map(str, v))
-    return v
+def _lpips_reason(note: str) -> str:
+    return note.split(":", 1)[1].strip() if note.lower().startswith("lpips:") else note
+
+
+def status_line(result) -> str:
+    """One Markdown line under the run: how many decoded, what failed, what the metrics lack."""
+    ok = sum(1 for o in result.outcomes if o.error is None and o.image is not None)
+    parts = [f"**{ok} of {len(result.outcomes)} VAEs decoded**" + (" — cancelled." if result.cancelled else ".")]
+    if result.reference_label:
+        parts.append(f"Reference: {result.reference_label}.")
+    for note in (result.metrics_note, result.lpips_note):
+        if note:
+            parts.append(note.rstrip(".") + ".")
+    return " ".join(parts)
+
+
+def pair_labels(result) -> dict[str, int]:
+    """Unique dropdown labels → entry index (`CompareResult.entries()`), for entries with an image."""
+    out: dict[str, int] = {}
+    for i, (label, img) in enumerate(result.entries()):
+        if img is None:
+            continue
+        name, n = label, 2
+        while name in out:
+            name, n = f"{label} ({n})", n + 1
+        out[name] = i
+    return out
 
 
 def write_downloads(result, folder: str) -> list[str]:
@@ -397,9 +422,17 @@ class TabLogic:
             except VaeLabError as err:
                 note = str(err)
         choices = vae_choices(entries, channels, family)
-        ok = [p for (label, p) in choices if not label.startswith("✕")]
-        refs = [NO_REFERENCE] + [(label, p) for (label, p) in choices if p in ok]
+        # Gradio 3.41 dropdowns take plain strings: the reference is chosen by its label
+        refs = [NO_REFERENCE] + [label for (label, p) in choices if not label.startswith("✕")]
         return choices, refs, note
+
+    def reference_path(self, label) -> str | None:
+        if label in (None, "", NO_REFERENCE):
+            return None
+        for e in self.context.entries():
+            if e.label == label:
+                return e.path
+        raise VaeLabError(f"reference VAE {label!r} is no longer in the VAE folder: refresh the list")
 
     def on_source(self, source, latent_file, selected):
         choices, refs, note = self.choices_for(source, latent_file)
@@ -438,52 +471,35 @@ class TabLogic:
                 arr = np.stack([arr] * 3, axis=-1)
             arr = arr[..., :3].astype("uint8")
             return CompareRequest(image=arr, latents=None, encoder="own" if encoder == ENCODER_OWN else "first", **kw)
-        latents, _family, _ = load_latent_input(source, latent_file, self.context)
-        ref = None if reference in (None, "", NO_REFERENCE) else reference
-        return CompareRequest(image=None, latents=latents, reference=ref, **kw)
+        latents, family, _ = load_latent_input(source, latent_file, self.context)
+        return CompareRequest(image=None, latents=latents, latents_family=family,
+                              reference=self.reference_path(reference), **kw)
 
     def run(self, source, image, latent_file, vaes, encoder, precision, tiling, reference, session="", progress=None):
         """Run the comparison; returns (view html, table, files, status, result)."""
-        from vae_lab.compare import run_compare
+        from vae_lab.compare import default_cache, run_compare
 
         req = self.request(source, image, latent_file, vaes, encoder, precision, tiling, reference)
         cancel = self.cancels.fresh(session or "default")
-        kwargs = {"progress": progress, "cancel": cancel}
-        if self.context.device:
-            kwargs["device"] = self.context.device
-        result = run_compare(req, **{k: v for k, v in kwargs.items() if v is not None})
+        device = self.context.device
+        result = run_compare(req, progress=progress, cancel=cancel,
+                             load=lambda path: default_cache().load(path, device=device))
         headers, rows = metrics_table(result)
         out = tempfile.mkdtemp(dir=self._out_root)
         files = write_downloads(result, out)
-        ok = sum(1 for o in result.outcomes if not o.error)
-        status = f"{ok} of {len(result.outcomes)} VAEs decoded."
-        failed = [o for o in result.outcomes if o.error]
-        if failed:
-            status += " Failed: " + "; ".join(f"{o.name}: {o.error}" for o in failed)
-        if getattr(result, "lpips_note", None):
-            status += f" {result.lpips_note}"
-        return render_view(result), (headers, rows), files, status, result
-
-    def pair_names(self, result) -> list[str]:
-        names = [result.reference_label or REFERENCE_LABEL] if result.reference_image is not None else []
-        return names + [o.name for o in result.outcomes if o.image is not None]
-
-    def _image_of(self, result, name):
-        if result.reference_image is not None and name == (result.reference_label or REFERENCE_LABEL):
-            return result.reference_image
-        for o in result.outcomes:
-            if o.name == name and o.image is not None:
-                return o.image
-        raise VaeLabError(f"no image named {name!r} in this comparison")
+        return render_view(result), (headers, rows), files, status_line(result), result
 
     def pair(self, result, a, b, gain) -> str:
+        """The before/after slider and difference map of two entries, chosen by pair label."""
         if result is None:
             raise VaeLabError("run a comparison first")
-        if not a or not b:
+        labels = pair_labels(result)
+        if a not in labels or b not in labels:
             raise VaeLabError("choose two images to compare")
-        ia, ib = self._image_of(result, a), self._image_of(result, b)
+        ia, ib = labels[a], labels[b]
+        entries = result.entries()
         diff = result.difference_map(ia, ib, gain=float(gain))
-        return render_pair(a, ia, b, ib, diff, float(gain))
+        return render_pair(a, entries[ia][1], b, entries[ib][1], diff, float(gain))
 
     # -- Get VAEs ------------------------------------------------------------------------
     def catalog_rows(self):
@@ -492,7 +508,7 @@ class TabLogic:
             from vae_lab import catalog
         except ImportError:
             return ["Catalog"], [["the catalog is not installed"]]
-        present = _present_ids(catalog, self.context)
+        present = _present_ids(catalog, self.context.entries())
         rows = []
         for e in catalog.entries():
             rows.append([
@@ -537,16 +553,13 @@ def _get(e, key):
     return getattr(e, key, None) if not isinstance(e, dict) else e.get(key)
 
 
-def _present_ids(catalog, context) -> set:
-    fn = getattr(catalog, "present_ids", None)
-    if fn is None:
-        return set()
+def _present_ids(catalog, entries) -> set:
+    """Catalog ids of the files in the VAE folders, matched by SHA-256 (never by file name)."""
     ids = set()
-    for d in context.vae_dirs:
-        try:
-            ids |= set(fn(d))
-        except (OSError, VaeLabError):
-            pass
+    for e in entries:
+        known = catalog.known_by_sha256(e.sha256) if e.sha256 else None
+        if known is not None:
+            ids.add(known.id)
     return ids
 
 
@@ -633,7 +646,7 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
             except VaeLabError as err:
                 return (compat.update(), compat.update(), compat.update(), _error_md(err), compat.update(),
                         compat.update(), compat.update())
-            names = logic.pair_names(result)
+            names = list(pair_labels(result))
             a = names[0] if names else None
             b = names[1] if len(names) > 1 else a
             return (html_view, compat.update(value=r, headers=h), fls, msg, result,
