@@ -104,7 +104,11 @@ def test_last_latents_mode_marks_vaes_for_those_latents(vae_dir):
     labels = dict((p, label) for label, p in vaes_u["choices"])
     assert labels[str(vae_dir / KL_NAMES[0])].startswith("✕")
     assert vaes_u["value"] == []  # the incompatible selection is dropped
-    assert [c[1] for c in ref_u["choices"][1:]] == [str(vae_dir / "taef2_decoder.pth")]
+    assert ref_u["choices"] == [ui.NO_REFERENCE, "taef2_decoder.pth · flux2 · 32 ch"]
+    assert logic.reference_path("taef2_decoder.pth · flux2 · 32 ch") == str(vae_dir / "taef2_decoder.pth")
+    assert logic.reference_path(ui.NO_REFERENCE) is None
+    with pytest.raises(VaeLabError, match="no longer in the VAE folder"):
+        logic.reference_path("gone.safetensors · sd1")
 
     empty = ui.TabLogic(ui.UiContext(vae_dirs=[str(vae_dir)], last_latents=lambda: None))
     note = empty.on_source(ui.SOURCE_LAST, None, [])[2]["value"]
