@@ -211,9 +211,10 @@ def load_latent_input(source, latent_file, context: UiContext):
         raise VaeLabError("choose a latent file (.safetensors or .pt)")
     from vae_lab import latents as latent_files
 
-    t = latent_files.load_latents(path)
+    t, meta = latent_files.load_latents(path)
+    family = meta.get("family") or None
     b, c, h, w = t.shape
-    return t, None, f"{os.path.basename(path)}: {b}×{c}×{h}×{w}"
+    return t, family, f"{os.path.basename(path)}: {b}×{c}×{h}×{w}" + (f" ({family})" if family else "")
 
 
 def _file_path(f) -> str | None:
