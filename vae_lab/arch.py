@@ -99,3 +99,178 @@ def kl_expected_shapes(arch: KLArch) -> dict[str, tuple[int, ...]]:
         _norm(s, "decoder.norm_out", c_in)
         _conv(s, "decoder.conv_out", arch.out_channels, c_in, 3)
     return s
+
+
+# --- architecture inference from weights (kl) ---------------------------------------------
+
+
+def _shape(sd, key):
+    t = sd.get(key)
+    return tuple(t.shape) if t is not None else None
+
+
+def infer_kl_arch(sd) -> KLArch:
+    """Read a `KLArch` from a state dict in the LDM layout (shapes only, never names of files).
+
+    Works for encoder-only and decoder-only dicts. Raises `ValueError` with a short reason
+    when the tensors that decide the configuration are missing; `loading` turns that into
+    a `BadVaeFile` naming the file.
+    """
+    has_enc = any(k.startswith("encoder.") for k in sd)
+    has_dec = any(k.startswith("decoder.") for k in sd)
+    if not (has_enc or has_dec):
+        raise ValueError("no encoder.* or decoder.* tensors")
+    if has_enc:
+        conv_in = _shape(sd, "encoder.conv_in.weight")
+        conv_out = _shape(sd, "encoder.conv_out.weight")
+        if conv_in is None or conv_out is None:
+            raise ValueError("encoder.conv_in / encoder.conv_out missing")
+        ch, in_channels = conv_in[0], conv_in[1]
+        z = conv_out[0] // 2
+        levels = sorted({int(k.split(".")[2]) for k in sd if k.startswith("encoder.down.")})
+        if not levels:
+            raise ValueError("no encoder.down.* blocks")
+        n_levels = levels[-1] + 1
+        mult = []
+        for i in range(n_levels):
+            c = _shape(sd, f"encoder.down.{i}.block.0.conv1.weight")
+            if c is None:
+                raise ValueError(f"encoder.down.{i}.block.0.conv1.weight missing")
+            mult.append(c[0] // ch)
+        blocks = {int(k.split(".")[4]) for k in sd if k.startswith("encoder.down.0.block.")}
+        num_res = max(blocks) + 1
+        out_channels = 3
+    if has_dec:
+        d_in = _shape(sd, "decoder.conv_in.weight")
+        d_out = _shape(sd, "decoder.conv_out.weight")
+        if d_in is None or d_out is None:
+            raise ValueError("decoder.conv_in / decoder.conv_out missing")
+        dz, out_channels = d_in[1], d_out[0]
+        dch = d_out[1]
+        levels = sorted({int(k.split(".")[2]) for k in sd if k.startswith("decoder.up.")})
+        if not levels:
+            raise ValueError("no decoder.up.* blocks")
+        dmult = []
+        for i in range(levels[-1] + 1):
+            c = _shape(sd, f"decoder.up.{i}.block.0.conv1.weight")
+            if c is None:
+                raise ValueError(f"decoder.up.{i}.block.0.conv1.weight missing")
+            dmult.append(c[0] // dch)
+        dblocks = {int(k.split(".")[4]) for k in sd if k.startswith("decoder.up.0.block.")}
+        dnum_res = max(dblocks)  # the decoder has one block more per level
+        if has_enc and (dz, dch, tuple(dmult), dnum_res) != (z, ch, tuple(mult), num_res):
+            raise ValueError("encoder and decoder configurations disagree")
+        z, ch, mult, num_res = dz, dch, dmult, dnum_res
+        if not has_enc:
+            in_channels = 3
+    use_quant = "quant_conv.weight" in sd or "post_quant_conv.weight" in sd
+    return KLArch(
+        ch=ch,
+        ch_mult=tuple(mult),
+        num_res_blocks=num_res,
+        z_channels=z,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        use_quant_conv=use_quant,
+        has_encoder=has_enc,
+        has_decoder=has_dec,
+    )
+
+
+# --- TAE (madebyollin's tiny autoencoders) ---------------------------------------------------
+
+# The `.pth` layout is a bare nn.Sequential: these are the indices of its parts.
+TAE_ENCODER_BLOCKS = (1, 3, 4, 5, 7, 8, 9, 11, 12, 13)
+TAE_ENCODER_STRIDE_CONVS = (2, 6, 10)  # 3x3, stride 2, no bias
+TAE_DECODER_BLOCKS = (3, 4, 5, 8, 9, 10, 13, 14, 15, 18)
+TAE_DECODER_UP_CONVS = (7, 12, 17)  # 3x3 after each 2x upsample, no bias
+TAE_WIDTH = 64
+
+
+@dataclass(frozen=True)
+class TAEArch:
+    """A tiny autoencoder (TAESD family), read from its weights.
+
+    Both halves are madebyollin's 8x `Encoder`/`Decoder` (64 channels, `Block`s of three
+    3x3 convs). `variant` is "taesd" (plain; taesd, taesdxl, taesd3, taef1) or "taef2"
+    (some blocks carry a `pool` branch: 1x1 conv C->4C, GroupNorm(4, 4C), ReLU, 1x1 conv
+    4C->C, added to the block input before the convs). `encoder_pool_blocks` and
+    `decoder_pool_blocks` are the `.pth` indices of the blocks that have it.
+    Model code builds the `nn.Sequential` halves from this and loads the normalised
+    `encoder.N…` / `decoder.N…` keys with the prefix stripped.
+    """
+
+    latent_channels: int = 4
+    variant: str = "taesd"
+    encoder_pool_blocks: tuple[int, ...] = ()
+    decoder_pool_blocks: tuple[int, ...] = ()
+    has_encoder: bool = True
+    has_decoder: bool = True
+
+    @property
+    def downscale(self) -> int:
+        return 8
+
+
+def tae_expected_shapes(arch: TAEArch) -> dict[str, tuple[int, ...]]:
+    """Every tensor of `arch`, with the normalised keys `encoder.N…` / `decoder.N…`."""
+    s: dict[str, tuple[int, ...]] = {}
+    w, z = TAE_WIDTH, arch.latent_channels
+
+    def block(prefix, pooled):
+        for j in (0, 2, 4):
+            _conv(s, f"{prefix}.conv.{j}", w, w, 3)
+        if pooled:
+            s[f"{prefix}.pool.0.weight"] = (4 * w, w, 1, 1)
+            _norm(s, f"{prefix}.pool.1", 4 * w)
+            s[f"{prefix}.pool.3.weight"] = (w, 4 * w, 1, 1)
+
+    if arch.has_encoder:
+        _conv(s, "encoder.0", w, 3, 3)
+        for i in TAE_ENCODER_BLOCKS:
+            block(f"encoder.{i}", i in arch.encoder_pool_blocks)
+        for i in TAE_ENCODER_STRIDE_CONVS:
+            s[f"encoder.{i}.weight"] = (w, w, 3, 3)
+        _conv(s, "encoder.14", z, w, 3)
+    if arch.has_decoder:
+        _conv(s, "decoder.1", w, z, 3)
+        for i in TAE_DECODER_BLOCKS:
+            block(f"decoder.{i}", i in arch.decoder_pool_blocks)
+        for i in TAE_DECODER_UP_CONVS:
+            s[f"decoder.{i}.weight"] = (w, w, 3, 3)
+        _conv(s, "decoder.19", 3, w, 3)
+    return s
+
+
+def infer_tae_arch(sd) -> TAEArch:
+    """Read a `TAEArch` from normalised TAE keys (`encoder.N…` / `decoder.N…`)."""
+    has_enc = any(k.startswith("encoder.") for k in sd)
+    has_dec = any(k.startswith("decoder.") for k in sd)
+    if not (has_enc or has_dec):
+        raise ValueError("no encoder or decoder tensors")
+    z = None
+    if has_enc:
+        shape = _shape(sd, "encoder.14.weight")
+        if shape is None:
+            raise ValueError("encoder.14.weight (the latent conv) missing")
+        z = shape[0]
+    if has_dec:
+        shape = _shape(sd, "decoder.1.weight")
+        if shape is None:
+            raise ValueError("decoder.1.weight (the first conv) missing")
+        if z is not None and shape[1] != z:
+            raise ValueError(f"encoder makes {z} latent channels but decoder takes {shape[1]}")
+        z = shape[1]
+
+    def pools(half):
+        return tuple(sorted({int(k.split(".")[1]) for k in sd if k.startswith(f"{half}.") and ".pool." in k}))
+
+    enc_pool, dec_pool = pools("encoder"), pools("decoder")
+    return TAEArch(
+        latent_channels=z,
+        variant="taef2" if (enc_pool or dec_pool) else "taesd",
+        encoder_pool_blocks=enc_pool,
+        decoder_pool_blocks=dec_pool,
+        has_encoder=has_enc,
+        has_decoder=has_dec,
+    )

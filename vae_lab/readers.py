@@ -1,0 +1,202 @@
+"""Opening VAE containers without running anything that is in them.
+
+Three containers exist in the wild: safetensors files, PyTorch pickles (`.ckpt`, `.pt`,
+`.pth`, `.bin`; zip-based or the legacy format) and diffusers folders (`config.json` +
+`diffusion_pytorch_model.safetensors` or `.bin`). The container is recognised by its
+first bytes, not its extension, because renamed files are common.
+
+Pickles are only ever read with `torch.load(weights_only=True)`: a file that needs any
+global beyond plain tensors and containers is refused with `UnsafeFile`, and nothing in it
+runs. Everything that goes wrong is reported as one line that starts with the path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vae_lab.errors import BadVaeFile, UnsafeFile
+
+# Where a diffusers folder keeps its weights, in order of preference (safetensors first).
+DIFFUSERS_WEIGHTS = (
+    "diffusion_pytorch_model.safetensors",
+    "diffusion_pytorch_model.fp16.safetensors",
+    "diffusion_pytorch_model.bin",
+    "diffusion_pytorch_model.fp16.bin",
+)
+
+# Pickles larger than this are memory-mapped (zip format only), so that reading the VAE out
+# of a 7 GB full checkpoint does not load the UNet into RAM.
+MMAP_ABOVE_BYTES = 1 << 30
+
+
+@dataclass
+class RawFile:
+    """A container as read from disk, before any key normalisation."""
+
+    path: str  # the weights file actually read (inside a diffusers folder: the weights file)
+    format: str  # "safetensors" | "pickle" | "diffusers"
+    files: list[str]
+    content: Any  # a mapping of names to tensors (lazy for safetensors), or what the pickle held
+    config: dict | None = None  # a diffusers folder's config.json
+    metadata: dict = field(default_factory=dict)  # a safetensors file's __metadata__
+
+
+class LazySafetensors(Mapping):
+    """The tensors of a safetensors file, read one at a time on access.
+
+    Only the header is parsed up front, so the VAE inside a multi-GB checkpoint is read
+    without touching the rest of the file.
+    """
+
+    def __init__(self, path: str):
+        from safetensors import safe_open
+
+        self._path = path
+        self._file = safe_open(path, framework="pt", device="cpu")
+        self._keys = list(self._file.keys())
+        self.metadata = dict(self._file.metadata() or {})
+
+    def __getitem__(self, key):
+        if key not in self._keys:
+            raise KeyError(key)
+        try:
+            return self._file.get_tensor(key)
+        except Exception as err:  # a tensor that points past the end of a damaged file
+            raise BadVaeFile(f"{self._path}: cannot read tensor {key!r}: {_one_line(err)}") from None
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self):
+        return len(self._keys)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:200] + ("…" if len(text) > 200 else "")
+
+
+def sniff(path: str) -> str:
+    """The container format from the first bytes: "safetensors", "zip-pickle", "pickle" or "unknown"."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if head[:4] == b"PK\x03\x04":
+        return "zip-pickle"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"
+    if len(head) == 9:
+        (n,) = struct.unpack("<Q", head[:8])
+        if head[8:9] == b"{" and 2 <= n <= size - 8:
+            return "safetensors"
+        if head[8:9] == b"{":
+            return "safetensors"  # a header longer than the file: truncated; safetensors says so
+    return "unknown"
+
+
+def read_safetensors(path: str) -> RawFile:
+    from safetensors import SafetensorError
+
+    try:
+        lazy = LazySafetensors(path)
+    except SafetensorError as err:
+        raise BadVaeFile(f"{path}: truncated or corrupt safetensors file ({_one_line(err)})") from None
+    except (OSError, ValueError) as err:
+        raise BadVaeFile(f"{path}: cannot read safetensors file ({_one_line(err)})") from None
+    return RawFile(path=path, format="safetensors", files=[path], content=lazy, metadata=lazy.metadata)
+
+
+_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def read_pickle(path: str, zip_format: bool) -> RawFile:
+    """`torch.load(weights_only=True)`, and nothing else, ever."""
+    import pickle
+
+    import torch
+
+    mmap = zip_format and os.path.getsize(path) > MMAP_ABOVE_BYTES
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        if "Weights only load failed" in text or "weights_only" in text:
+            found = _GLOBAL_RE.search(text)
+            what = f"it needs {found.group(1)}" if found else _one_line(err).split(". ")[0]
+            raise UnsafeFile(
+                f"{path}: refused: this pickle needs more than plain tensors to load ({what}); "
+                "nothing in it was run"
+            ) from None
+        raise BadVaeFile(f"{path}: corrupt pickle ({_one_line(err)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, struct.error) as err:
+        text = _one_line(err)
+        if "central directory" in text or "EOF" in text or "unexpected" in text.lower():
+            raise BadVaeFile(f"{path}: truncated or corrupt PyTorch file ({text})") from None
+        raise BadVaeFile(f"{path}: cannot read PyTorch file ({text})") from None
+    except Exception as err:  # torch raises many types for damaged files; none may escape as a traceback
+        raise BadVaeFile(f"{path}: cannot read PyTorch file ({type(err).__name__}: {_one_line(err)})") from None
+    return RawFile(path=path, format="pickle", files=[path], content=obj)
+
+
+def read_weights_file(path: str) -> RawFile:
+    """A single weights file, by content."""
+    if os.path.getsize(path) == 0:
+        raise BadVaeFile(f"{path}: empty file")
+    kind = sniff(path)
+    if kind == "safetensors":
+        return read_safetensors(path)
+    if kind in ("zip-pickle", "pickle"):
+        return read_pickle(path, zip_format=kind == "zip-pickle")
+    raise BadVaeFile(f"{path}: not a safetensors or PyTorch weights file")
+
+
+def find_diffusers_weights(folder: str) -> tuple[str, str] | None:
+    """(config.json, weights file) of a diffusers VAE folder, or of the `vae/` folder of a pipeline."""
+    for base in (folder, os.path.join(folder, "vae")):
+        config = os.path.join(base, "config.json")
+        if os.path.isfile(config):
+            for name in DIFFUSERS_WEIGHTS:
+                weights = os.path.join(base, name)
+                if os.path.isfile(weights):
+                    return config, weights
+    return None
+
+
+def read_diffusers_folder(folder: str) -> RawFile:
+    found = find_diffusers_weights(folder)
+    if found is None:
+        raise BadVaeFile(
+            f"{folder}: a folder, but not a diffusers VAE (needs config.json and "
+            "diffusion_pytorch_model.safetensors or .bin)"
+        )
+    config_path, weights = found
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as err:
+        raise BadVaeFile(f"{config_path}: unreadable config.json ({_one_line(err)})") from None
+    raw = read_weights_file(weights)
+    raw.format = "diffusers"
+    raw.files = [weights, config_path]
+    raw.config = config
+    return raw
+
+
+def read_container(path: str) -> RawFile:
+    """Open `path` (a weights file or a diffusers folder) without running anything in it."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return read_diffusers_folder(path)
+    if not os.path.exists(path):
+        raise BadVaeFile(f"{path}: no such file")
+    if not os.path.isfile(path):
+        raise BadVaeFile(f"{path}: not a regular file")
+    return read_weights_file(path)
