@@ -176,3 +176,139 @@ def test_serve_refuses_a_missing_folder_and_a_busy_port(tmp_path, capsys):
         assert main(["serve", "--vae-dir", str(tmp_path), "--port", str(port)]) == 2
     err = capsys.readouterr().err.strip()
     assert f"port {port} on 127.0.0.1 is already in use" in err and "\n" not in err
+
+
+# --- the handlers, run for real (TAEF2 pair + tiny random kl VAEs + a broken file) ------------
+
+
+@pytest.fixture(scope="module")
+def small_photo(astronaut):
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(astronaut).resize((64, 64), Image.LANCZOS))
+
+
+@pytest.fixture(scope="module")
+def roundtrip(context, vae_dir, small_photo):
+    logic = ui.TabLogic(context)
+    vaes = [str(vae_dir / "taef2_decoder.pth"), str(vae_dir / KL_NAMES[0]), str(vae_dir / BROKEN)]
+    steps = []
+    out = logic.run(ui.SOURCE_IMAGE, small_photo, None, vaes, ui.ENCODER_OWN, "auto", "auto", ui.NO_REFERENCE,
+                    session="t", progress=lambda frac, text: steps.append((frac, text)))
+    return logic, out, steps
+
+
+def _data_uri_images(view_html):
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    uris = re.findall(r'src="data:image/png;base64,([^"]+)"', view_html)
+    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(u))).convert("RGB")) for u in uris]
+
+
+def test_run_shows_reference_first_then_each_vae_and_the_failure(roundtrip, small_photo):
+    _, (view, (headers, rows), files, status, result), steps = roundtrip
+    images = _data_uri_images(view)
+    assert len(images) == 3  # original + TAEF2 + tiny kl; the broken file has an error cell instead
+    assert np.array_equal(images[0], small_photo)  # lossless: exactly the pixels measured
+    assert np.array_equal(images[1], result.outcomes[0].image)
+    assert view.index("Reference") < view.index("taef2_decoder.pth") < view.index(KL_NAMES[0])
+    assert 'class="vae-lab-cell vae-lab-failed"' in view and BROKEN in view
+    assert "2 of 3 VAEs decoded" in status
+    assert steps and steps[-1][0] == 1.0 and any("taef2" in text for _, text in steps)
+    taef2 = result.outcomes[0]
+    assert f"PSNR {taef2.psnr:.2f} dB" in view and "fp32" in view and "peak" in view
+
+
+def test_metrics_table_matches_skimage_and_says_why_lpips_is_missing(roundtrip, small_photo):
+    from skimage.metrics import peak_signal_noise_ratio
+
+    _, (_, (headers, rows), _, _, result), _ = roundtrip
+    assert headers[0] == "VAE" and "PSNR dB" in headers and "SSIM" in headers
+    lpips_header = next(h for h in headers if h.startswith("LPIPS"))
+    if result.lpips_note:
+        assert lpips_header != "LPIPS" and "weights" in lpips_header
+    row = next(r for r in rows if r[0] == "taef2_decoder.pth")
+    expected = peak_signal_noise_ratio(small_photo, result.outcomes[0].image, data_range=255)
+    assert float(row[headers.index("PSNR dB")]) == pytest.approx(expected, abs=0.01)
+    assert expected > 20  # a real round trip of a photo, not noise
+    broken = next(r for r in rows if r[0] == BROKEN)
+    assert broken[-1]  # its error is in the note column
+
+
+def test_downloads_are_the_table_and_the_grid(roundtrip):
+    import csv
+    import io
+
+    from PIL import Image
+
+    _, (_, _, files, _, result), _ = roundtrip
+    by_name = {p.rsplit("/", 1)[-1]: p for p in files}
+    assert set(by_name) == {"vae_lab_metrics.csv", "vae_lab_metrics.json", "vae_lab_grid.png"}
+    rows = list(csv.DictReader(io.StringIO(open(by_name["vae_lab_metrics.csv"]).read())))
+    assert [r["vae"] for r in rows] == ["taef2_decoder.pth", KL_NAMES[0], BROKEN]
+    doc = json.loads(open(by_name["vae_lab_metrics.json"]).read())
+    assert doc["results"][0]["psnr"] == pytest.approx(result.outcomes[0].psnr)
+    grid = Image.open(by_name["vae_lab_grid.png"])
+    assert grid.width >= 3 * 64
+
+
+def test_pair_view_is_a_slider_and_the_amplified_difference(roundtrip, small_photo):
+    logic, (_, _, _, _, result), _ = roundtrip
+    labels = list(ui.pair_labels(result))
+    assert labels == ["original image", "taef2_decoder.pth", KL_NAMES[0]]
+    html_pair = logic.pair(result, labels[0], labels[1], 8)
+    a, b, diff = _data_uri_images(html_pair)
+    assert 'class="vae-lab-ba-range"' in html_pair
+    assert np.array_equal(a, result.outcomes[0].image) and np.array_equal(b, small_photo)
+    expected = np.clip(np.abs(small_photo.astype(int) - result.outcomes[0].image.astype(int)) * 8, 0, 255)
+    assert np.abs(diff.astype(int) - expected).max() <= 1
+    with pytest.raises(VaeLabError):
+        logic.pair(result, labels[0], BROKEN, 8)  # failed VAEs have no image to compare
+    with pytest.raises(VaeLabError, match="run a comparison first"):
+        logic.pair(None, "a", "b", 4)
+
+
+def test_latent_file_mode_refuses_other_families_and_uses_a_reference(context, vae_dir, small_photo, tmp_path):
+    from vae_lab.engine import load_vae
+    from vae_lab.imaging import array_to_tensor
+    from vae_lab.latents import save_latents
+
+    tae = load_vae(str(vae_dir / "taef2_decoder.pth"))
+    lat = tae.encode(array_to_tensor(small_photo)).latents
+    f = save_latents(tmp_path / "x.safetensors", lat, family="flux2")
+    logic = ui.TabLogic(context)
+    _, _, note, vaes_u, _, ref_u = logic.on_source(ui.SOURCE_FILE, f, [])
+    assert "x.safetensors: 1×32×8×8 (flux2)" in note["value"]
+    labels = {p: label for label, p in vaes_u["choices"]}
+    assert labels[str(vae_dir / KL_NAMES[0])].startswith("✕")
+    ref_label = next(r for r in ref_u["choices"] if r.startswith("taef2_decoder.pth"))
+    view, (headers, rows), _, status, result = logic.run(
+        ui.SOURCE_FILE, None, f, [str(vae_dir / "taef2_decoder.pth"), str(vae_dir / KL_NAMES[0])],
+        ui.ENCODER_FIRST, "fp32", "off", ref_label, session="lat")
+    assert result.mode == "latents" and "Reference: taef2_decoder.pth (fp32)" in status
+    assert "PSNR ∞ (identical)" in view  # same VAE, same precision as the reference
+    kl = result.outcomes[1]
+    assert kl.image is None and "4-channel" in kl.error and kl.error in view
+
+
+def test_stop_cancels_between_steps(context, vae_dir, small_photo):
+    logic = ui.TabLogic(context)
+    vaes = [str(vae_dir / KL_NAMES[0]), str(vae_dir / KL_NAMES[1])]
+    view, _, _, status, result = logic.run(ui.SOURCE_IMAGE, small_photo, None, vaes, ui.ENCODER_OWN, "auto", "auto",
+                                           None, session="s", progress=lambda f, t: logic.cancels.cancel("s"))
+    assert result.cancelled and "cancelled" in status
+    assert all(o.error == "cancelled" for o in result.outcomes)
+
+
+def test_bad_requests_are_one_line_errors(context, vae_dir, small_photo):
+    logic = ui.TabLogic(context)
+    with pytest.raises(VaeLabError, match="choose at least one VAE"):
+        logic.run(ui.SOURCE_IMAGE, small_photo, None, [], ui.ENCODER_FIRST, "auto", "auto", None)
+    with pytest.raises(VaeLabError, match="upload an image first"):
+        logic.run(ui.SOURCE_IMAGE, None, None, [str(vae_dir / KL_NAMES[0])], ui.ENCODER_FIRST, "auto", "auto", None)
+    with pytest.raises(VaeLabError, match="choose a latent file"):
+        logic.run(ui.SOURCE_FILE, None, None, [str(vae_dir / KL_NAMES[0])], ui.ENCODER_FIRST, "auto", "auto", None)
