@@ -523,31 +523,36 @@ class TabLogic:
             ])
         return ["Name", "Family", "Kind", "Size", "License", "Here", "About"], rows
 
-    def catalog_choices(self) -> list[tuple[str, str]]:
+    def catalog_choices(self) -> list[str]:
+        """Display names of the downloadable entries (Gradio 3.41 dropdowns take strings)."""
         try:
             from vae_lab import catalog
         except ImportError:
             return []
-        return [(_get(e, "name"), _get(e, "id")) for e in catalog.entries()]
+        return [e.name for e in catalog.entries() if getattr(e, "downloadable", True)]
 
-    def download(self, pick, url, progress=None) -> str:
+    def download(self, pick, url, progress=None, cancel=None) -> str:
+        """Download a catalog entry or a URL into the VAE folder; one line saying what happened."""
         from vae_lab import download
 
-        target = (url or "").strip() or pick
+        target = (url or "").strip() or (pick or "").strip()
         if not target:
             raise VaeLabError("choose a catalog entry or paste a URL")
         dest = self.context.target_dir()
 
         def on_progress(done, total):
             if progress is not None:
-                frac = done / total if total else 0.0
+                frac = min(done / total, 1.0) if total else 0.0
                 progress(frac, f"{_fmt_bytes(done)} of {_fmt_bytes(total) if total else '?'}")
 
-        res = download.download(target, dest, progress=on_progress)
+        res = download.download(target, dest, progress=on_progress, cancel=cancel, console=False)
         if self.context.on_vaes_changed:
             self.context.on_vaes_changed()
-        path = getattr(res, "path", res)
-        return f"Saved {os.path.basename(str(path))} in {dest}."
+        what = res.entry.name if getattr(res, "entry", None) else res.filename
+        if res.already_present:
+            return f"{what} is already in {dest} as {os.path.basename(res.path)} (same SHA-256)."
+        check = "SHA-256 verified" if res.verified else f"SHA-256 {res.short_hash}… (no published hash to check)"
+        return f"Saved {os.path.basename(res.path)} ({what}) in {dest}: {check}."
 
 
 def _get(e, key):
@@ -610,7 +615,9 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
                     pick = gr.Dropdown(logic.catalog_choices(), label="From the catalog", elem_id="vae_lab_catalog_pick")
                     url = gr.Textbox(label="…or any http(s) URL (Hugging Face, Civitai)", placeholder="https://",
                                      elem_id="vae_lab_url")
-                    get = gr.Button("Download into the VAE folder", elem_id="vae_lab_download")
+                    with gr.Row():
+                        get = gr.Button("Download into the VAE folder", scale=3, min_width=100, elem_id="vae_lab_download")
+                        get_stop = gr.Button("Cancel", scale=1, min_width=60, elem_id="vae_lab_download_stop")
                     get_status = gr.Markdown("", elem_id="vae_lab_download_status")
             with gr.Column(scale=3, elem_id="vae_lab_outputs"):
                 status = gr.Markdown("", elem_id="vae_lab_status")
@@ -670,15 +677,22 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
 
         pair_btn.click(do_pair, [result_state, pair_a, pair_b, gain], [pair_view, status])
 
-        def do_download(p, u, progress=gr.Progress()):
+        def do_download(p, u, request: gr.Request, progress=gr.Progress()):
+            cancel = logic.cancels.fresh("download:" + (getattr(request, "session_hash", None) or ""))
             try:
-                msg = logic.download(p, u, progress=lambda frac, text="": progress(frac, desc=text))
+                msg = logic.download(p, u, progress=lambda frac, text="": progress(frac, desc=text), cancel=cancel)
             except VaeLabError as err:
-                return _error_md(err), compat.update(), compat.update()
+                return _error_md(err), compat.update()
             h, r = logic.catalog_rows()
-            return msg, compat.update(value=r, headers=h), compat.update()
+            return msg, compat.update(value=r, headers=h)
 
-        get.click(do_download, [pick, url], [get_status, catalog_df, vaes]).then(
-            logic.refresh, [source, latent_file, vaes], [vaes, reference])
+        get_event = get.click(do_download, [pick, url], [get_status, catalog_df])
+        get_event.then(logic.refresh, [source, latent_file, vaes], [vaes, reference])
+
+        def do_stop_download(request: gr.Request):
+            logic.cancels.cancel("download:" + (getattr(request, "session_hash", None) or ""))
+            return "Download cancelled; nothing was left in the VAE folder."
+
+        get_stop.click(do_stop_download, None, [get_status], cancels=[get_event], queue=False)
     tab.vae_lab = ui
     return tab
