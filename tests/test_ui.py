@@ -275,14 +275,15 @@ def test_pair_view_is_a_slider_and_the_amplified_difference(roundtrip, small_pho
 def test_latent_file_mode_refuses_other_families_and_uses_a_reference(context, vae_dir, small_photo, tmp_path):
     from vae_lab.engine import load_vae
     from vae_lab.imaging import array_to_tensor
-    from vae_lab.latents import save_latents
+    import torch
 
     tae = load_vae(str(vae_dir / "taef2_decoder.pth"))
     lat = tae.encode(array_to_tensor(small_photo)).latents
-    f = save_latents(tmp_path / "x.safetensors", lat, family="flux2")
+    f = str(tmp_path / "x.pt")
+    torch.save({"latent_tensor": lat}, f)  # a .pt latent file (engine's latents.load_latents reads it)
     logic = ui.TabLogic(context)
     _, _, note, vaes_u, _, ref_u = logic.on_source(ui.SOURCE_FILE, f, [])
-    assert "x.safetensors: 1×32×8×8 (flux2)" in note["value"]
+    assert "x.pt: 1×32×8×8" in note["value"]
     labels = {p: label for label, p in vaes_u["choices"]}
     assert labels[str(vae_dir / KL_NAMES[0])].startswith("✕")
     ref_label = next(r for r in ref_u["choices"] if r.startswith("taef2_decoder.pth"))
@@ -303,7 +304,7 @@ def test_stop_cancels_between_steps(context, vae_dir, small_photo):
     # Stop pressed while the first VAE runs: it finishes, the second never starts
     assert result.cancelled and "cancelled" in status
     assert result.outcomes[0].image is not None and result.outcomes[1].error == "cancelled"
-    assert "2 VAEs decoded" not in status and "1 of 2 VAEs decoded" in status
+    assert "1 of 2 VAEs decoded" in status
 
 
 def test_bad_requests_are_one_line_errors(context, vae_dir, small_photo):
