@@ -42,6 +42,8 @@ def build_app(context=None):
 def check_port(host: str, port: int) -> None:
     """A clear error for a port that is taken, before Gradio prints a traceback for it."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        # like uvicorn: a port left in TIME_WAIT by a previous run is free to use
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as err:

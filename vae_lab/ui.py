@@ -16,6 +16,7 @@ import base64
 import html
 import io
 import os
+import re
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class VaeEntry:
 
     @property
     def label(self) -> str:
+        if self.error:
+            return f"{self.name} · ⚠ not readable"
         fam = self.family or "unknown family"
         return f"{self.name} · {fam}" + (f" · {self.latent_channels} ch" if self.latent_channels else "")
 
@@ -337,7 +340,9 @@ def metrics_table(result) -> tuple[list[str], list[list]]:
 
 
 def _lpips_reason(note: str) -> str:
-    return note.split(":", 1)[1].strip() if note.lower().startswith("lpips:") else note
+    """'LPIPS: no local weights (see README)' -> 'no local weights' (the status line has the rest)."""
+    reason = note.split(":", 1)[1].strip() if note.lower().startswith("lpips:") else note
+    return re.sub(r"\s*\(.*?\)\s*$", "", reason) or reason
 
 
 def status_line(result) -> str:
@@ -573,6 +578,13 @@ def _present_ids(catalog, entries) -> set:
 # The Blocks
 
 
+def _frame(headers, rows):
+    """A Dataframe value with new headers (Gradio 3.41's `update` cannot change headers)."""
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=headers)
+
+
 def _error_md(err: Exception) -> str:
     return f"⚠️ {err}"
 
@@ -657,7 +669,7 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
             names = list(pair_labels(result))
             a = names[0] if names else None
             b = names[1] if len(names) > 1 else a
-            return (html_view, compat.update(value=r, headers=h), fls, msg, result,
+            return (html_view, _frame(h, r), fls, msg, result,
                     compat.update(choices=names, value=a), compat.update(choices=names, value=b))
 
         run_event = run.click(do_run, [source, image, latent_file, vaes, encoder, precision, tiling, reference],
@@ -684,7 +696,7 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
             except VaeLabError as err:
                 return _error_md(err), compat.update()
             h, r = logic.catalog_rows()
-            return msg, compat.update(value=r, headers=h)
+            return msg, _frame(h, r)
 
         get_event = get.click(do_download, [pick, url], [get_status, catalog_df])
         get_event.then(logic.refresh, [source, latent_file, vaes], [vaes, reference])
