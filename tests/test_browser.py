@@ -186,7 +186,34 @@ def test_compare_in_browser(page, photo):
     pos = page.eval_on_selector("#vae_lab_pair .vae-lab-ba", "el => el.style.getPropertyValue('--vae-lab-pos')")
     assert pos.strip() == "20%"
 
+    # zoom groups are independent: zooming the side-by-side view leaves the pair view alone
+    frame = page.locator("#vae_lab_view .vae-lab-frame").nth(1).bounding_box()
+    page.mouse.move(frame["x"] + frame["width"] * 0.45, frame["y"] + frame["height"] * 0.3)
+    page.mouse.wheel(0, -400)
+    page.wait_for_function(f"getComputedStyle(document.querySelector('{imgs}')).transform !== 'none'")
+    assert len(set(_transforms(page, imgs))) == 1
+    assert all(_scale(t) == 1.0 for t in _transforms(page, "#vae_lab_pair img.vae-lab-zoom"))
+
     shot = os.environ.get("VAE_LAB_SCREENSHOT")
     if shot:
         page.mouse.move(0, 0)
         page.screenshot(path=shot, full_page=True)
+
+
+def test_latents_disable_incompatible_vaes(page, tmp_path):
+    """With a 32-channel latent file, the 4-channel VAEs are struck through and cannot be ticked."""
+    import torch
+
+    lat = tmp_path / "flux2.pt"
+    torch.save({"latent_tensor": torch.randn(1, 32, 8, 8)}, lat)
+    page.get_by_label("Latent file").check()
+    page.set_input_files("#vae_lab_latent_file input[type=file]", str(lat))
+    page.wait_for_selector("#vae_lab_vaes label.vae-lab-incompatible", timeout=30_000)
+    state = page.eval_on_selector_all(
+        "#vae_lab_vaes label", "ls => ls.map(l => [l.textContent.trim(), l.querySelector('input').disabled])")
+    by_name = {text.lstrip("✕ ").split(" · ")[0]: disabled for text, disabled in state}
+    assert by_name["taef2_decoder.pth"] is False
+    assert all(by_name[n] is True for n in KL_NAMES)
+    assert "flux2.pt: 1×32×8×8" in page.locator("#vae_lab_latent_note").first.inner_text()
+    assert not page.locator("#vae_lab_image").is_visible()
+    assert page.locator("#vae_lab_reference").is_visible()
