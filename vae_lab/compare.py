@@ -64,7 +64,7 @@ class CompareRequest:
     image_size: tuple | None = None  # latent mode: (H, W) to crop decodes to (from the latent file)
     lpips: bool = True  # compute LPIPS when its weights are local
     lpips_dir: str | None = None  # folder with LPIPS weights (else $VAE_LAB_LPIPS_DIR / lpips package)
-    device: str | None = None  # device for the metrics (default: the decoding VAE's device)
+    device: str | None = None  # device for the VAEs and metrics (default: cuda when present, else cpu)
 
 
 @dataclass
@@ -450,7 +450,8 @@ def run_compare(
     import torch
 
     _check_request(request)
-    load = load or _default_cache.load
+    if load is None:
+        load = lambda path: _default_cache.load(path, device=request.device)  # noqa: E731
     req = request
     paths = [os.fspath(p) for p in req.vae_paths]
     outcomes = [VaeOutcome(name=_name_of(p), path=p) for p in paths]
