@@ -315,3 +315,42 @@ def test_bad_requests_are_one_line_errors(context, vae_dir, small_photo):
         logic.run(ui.SOURCE_IMAGE, None, None, [str(vae_dir / KL_NAMES[0])], ui.ENCODER_FIRST, "auto", "auto", None)
     with pytest.raises(VaeLabError, match="choose a latent file"):
         logic.run(ui.SOURCE_FILE, None, None, [str(vae_dir / KL_NAMES[0])], ui.ENCODER_FIRST, "auto", "auto", None)
+
+
+# --- Get VAEs: a real download from a 127.0.0.1 server into the VAE folder -------------------
+
+
+def test_get_vaes_downloads_into_the_folder_and_refreshes(tmp_path):
+    from safetensors.torch import save as save_bytes
+
+    from factories import TINY_KL, random_kl_state_dict
+    from httpserver import FileServer
+
+    folder = tmp_path / "VAE"
+    folder.mkdir()
+    changed = []
+    logic = ui.TabLogic(ui.UiContext(vae_dirs=[str(folder)], on_vaes_changed=lambda: changed.append(1)))
+    headers, rows = logic.catalog_rows()
+    assert headers[0] == "Name" and rows and all(r[5] == "" for r in rows)  # nothing present yet
+    assert logic.catalog_choices() and all(isinstance(c, str) for c in logic.catalog_choices())
+
+    data = save_bytes(random_kl_state_dict(TINY_KL, seed=7))
+    with FileServer() as srv:
+        srv.add_file("/vae/my-vae.safetensors", data)
+        srv.add_file("/page.safetensors", b"<!doctype html><html>login</html>", content_type="text/html")
+        seen = []
+        msg = logic.download(None, srv.url("/vae/my-vae.safetensors"), progress=lambda f, t: seen.append(f))
+        assert msg.startswith("Saved my-vae.safetensors") and str(folder) in msg
+        assert (folder / "my-vae.safetensors").read_bytes() == data
+        assert changed == [1] and seen and max(seen) == pytest.approx(1.0)
+        choices, _, _ = logic.choices_for(ui.SOURCE_IMAGE)
+        assert any(p.endswith("my-vae.safetensors") for _, p in choices)
+        again = logic.download(None, srv.url("/vae/my-vae.safetensors"))
+        assert "already in" in again
+
+        with pytest.raises(VaeLabError) as err:
+            logic.download(None, srv.url("/page.safetensors"))
+        assert "\n" not in str(err.value)
+        assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["my-vae.safetensors"]
+    with pytest.raises(VaeLabError, match="choose a catalog entry or paste a URL"):
+        logic.download("", "  ")
