@@ -320,6 +320,18 @@ def test_not_a_vae(tmp_path):
     _assert_bad(tmp_path / "nothing.pt", "no tensors")
 
 
+def test_bookkeeping_next_to_unwrapped_weights_is_ignored(tmp_path, sd):
+    path = tmp_path / "flat.ckpt"
+    torch.save(dict(sd, epoch=3, global_step=10, note="trained on x", history=[1.0, 0.5]), path)
+    vae = load_vae_file(path)
+    assert vae.dropped_keys == 4
+    assert_same_tensors(vae.state_dict, sd)
+    broken = dict(sd)
+    broken["decoder.conv_in.weight"] = "not a tensor"
+    torch.save(broken, tmp_path / "broken.ckpt")
+    _assert_bad(tmp_path / "broken.ckpt", "not a complete kl-f8 VAE: decoder.conv_in.weight missing")
+
+
 def test_integer_tensors_are_not_weights(tmp_path, sd):
     bad = dict(sd)
     bad["decoder.conv_out.bias"] = torch.zeros(3, dtype=torch.int64)

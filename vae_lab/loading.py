@@ -92,7 +92,9 @@ def _normalise(raw: RawFile, path: str):
     for k in wanted:
         value = content[k]
         if not isinstance(value, torch.Tensor):
-            raise BadVaeFile(f"{path}: {k!r} is a {type(value).__name__}, not a tensor")
+            # training bookkeeping next to the weights ("epoch": 3, "callbacks": {...}): not part of the model
+            dropped.append(k)
+            continue
         if not value.is_floating_point():
             raise BadVaeFile(f"{path}: {k!r} holds {value.dtype} values, not floating point weights")
         sd[k[len(prefix):]] = value
