@@ -456,3 +456,15 @@ def test_tae_halves_of_different_scales_are_refused(tmp_path):
     torch.save(dec, tmp_path / "odd_decoder.pth")
     with pytest.raises(BadVaeFile, match="odd_decoder.pth: scales 32x, but .*odd_encoder.pth scales 8x"):
         load_vae_file(tmp_path / "odd_encoder.pth")
+
+
+def test_older_torch_without_safe_globals_is_stricter_but_still_safe(tmp_path, sd, monkeypatch):
+    """A1111 ships torch 2.1, which has weights_only but no safe_globals: plain files still load,
+    anything beyond tensors is refused."""
+    import numpy as np
+
+    monkeypatch.delattr(torch.serialization, "safe_globals")
+    assert_same_tensors(load_vae_file(write(sd, tmp_path / "plain.ckpt")).state_dict, sd)
+    torch.save({"state_dict": sd, "score": np.float64(0.5)}, tmp_path / "numpy.ckpt")
+    with pytest.raises(UnsafeFile, match="numpy"):
+        load_vae_file(tmp_path / "numpy.ckpt")

@@ -35,7 +35,7 @@ class VaeFile:
     weights_file: str = ""  # the file holding the given weights (inside a diffusers folder: the weights file)
     config: dict | None = None  # diffusers config.json (a hint only: identity decides the family)
     metadata: dict = field(default_factory=dict)  # safetensors __metadata__ of the given file
-    dropped_keys: int = 0  # loss*/model_ema.* entries that were ignored
+    dropped_keys: int = 0  # loss*/model_ema.* entries and non-tensor bookkeeping that were ignored
 
     @property
     def latent_channels(self) -> int:
