@@ -62,15 +62,19 @@ class LazySafetensors(Mapping):
         self._path = path
         self._file = safe_open(path, framework="pt", device="cpu")
         self._keys = list(self._file.keys())
+        self._key_set = set(self._keys)
         self.metadata = dict(self._file.metadata() or {})
 
     def __getitem__(self, key):
-        if key not in self._keys:
+        if key not in self._key_set:
             raise KeyError(key)
         try:
             return self._file.get_tensor(key)
         except Exception as err:  # a tensor that points past the end of a damaged file
             raise BadVaeFile(f"{self._path}: cannot read tensor {key!r}: {_one_line(err)}") from None
+
+    def __contains__(self, key):
+        return key in self._key_set
 
     def __iter__(self):
         return iter(self._keys)
