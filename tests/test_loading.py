@@ -468,3 +468,13 @@ def test_older_torch_without_safe_globals_is_stricter_but_still_safe(tmp_path, s
     torch.save({"state_dict": sd, "score": np.float64(0.5)}, tmp_path / "numpy.ckpt")
     with pytest.raises(UnsafeFile, match="numpy"):
         load_vae_file(tmp_path / "numpy.ckpt")
+
+
+def test_unreadable_file_is_one_line(tmp_path, sd, monkeypatch):
+    from vae_lab import readers
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(readers, "sniff", denied)
+    _assert_bad(write(sd, tmp_path / "locked.safetensors"), "cannot read (Permission denied)")

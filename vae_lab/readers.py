@@ -229,9 +229,12 @@ def read_pickle(path: str, zip_format: bool) -> RawFile:
 
 def read_weights_file(path: str) -> RawFile:
     """A single weights file, by content."""
-    if os.path.getsize(path) == 0:
-        raise BadVaeFile(f"{path}: empty file")
-    kind = sniff(path)
+    try:
+        if os.path.getsize(path) == 0:
+            raise BadVaeFile(f"{path}: empty file")
+        kind = sniff(path)
+    except OSError as err:
+        raise BadVaeFile(f"{path}: cannot read ({err.strerror or _one_line(err)})") from None
     if kind == "safetensors":
         return read_safetensors(path)
     if kind in ("zip-pickle", "pickle"):
