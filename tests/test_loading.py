@@ -320,6 +320,18 @@ def test_not_a_vae(tmp_path):
     _assert_bad(tmp_path / "nothing.pt", "no tensors")
 
 
+def test_bookkeeping_next_to_unwrapped_weights_is_ignored(tmp_path, sd):
+    path = tmp_path / "flat.ckpt"
+    torch.save(dict(sd, epoch=3, global_step=10, note="trained on x", history=[1.0, 0.5]), path)
+    vae = load_vae_file(path)
+    assert vae.dropped_keys == 4
+    assert_same_tensors(vae.state_dict, sd)
+    broken = dict(sd)
+    broken["decoder.conv_in.weight"] = "not a tensor"
+    torch.save(broken, tmp_path / "broken.ckpt")
+    _assert_bad(tmp_path / "broken.ckpt", "not a complete kl-f8 VAE: decoder.conv_in.weight missing")
+
+
 def test_integer_tensors_are_not_weights(tmp_path, sd):
     bad = dict(sd)
     bad["decoder.conv_out.bias"] = torch.zeros(3, dtype=torch.int64)
@@ -444,3 +456,25 @@ def test_tae_halves_of_different_scales_are_refused(tmp_path):
     torch.save(dec, tmp_path / "odd_decoder.pth")
     with pytest.raises(BadVaeFile, match="odd_decoder.pth: scales 32x, but .*odd_encoder.pth scales 8x"):
         load_vae_file(tmp_path / "odd_encoder.pth")
+
+
+def test_older_torch_without_safe_globals_is_stricter_but_still_safe(tmp_path, sd, monkeypatch):
+    """A1111 ships torch 2.1, which has weights_only but no safe_globals: plain files still load,
+    anything beyond tensors is refused."""
+    import numpy as np
+
+    monkeypatch.delattr(torch.serialization, "safe_globals")
+    assert_same_tensors(load_vae_file(write(sd, tmp_path / "plain.ckpt")).state_dict, sd)
+    torch.save({"state_dict": sd, "score": np.float64(0.5)}, tmp_path / "numpy.ckpt")
+    with pytest.raises(UnsafeFile, match="numpy"):
+        load_vae_file(tmp_path / "numpy.ckpt")
+
+
+def test_unreadable_file_is_one_line(tmp_path, sd, monkeypatch):
+    from vae_lab import readers
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(readers, "sniff", denied)
+    _assert_bad(write(sd, tmp_path / "locked.safetensors"), "cannot read (Permission denied)")

@@ -124,7 +124,7 @@ def infer_kl_arch(sd) -> KLArch:
         conv_in = _shape(sd, "encoder.conv_in.weight")
         conv_out = _shape(sd, "encoder.conv_out.weight")
         if conv_in is None or conv_out is None:
-            raise ValueError("encoder.conv_in / encoder.conv_out missing")
+            raise ValueError(f"encoder.{'conv_in' if conv_in is None else 'conv_out'}.weight missing")
         ch, in_channels = conv_in[0], conv_in[1]
         z = conv_out[0] // 2
         levels = sorted({int(k.split(".")[2]) for k in sd if k.startswith("encoder.down.")})
@@ -144,7 +144,7 @@ def infer_kl_arch(sd) -> KLArch:
         d_in = _shape(sd, "decoder.conv_in.weight")
         d_out = _shape(sd, "decoder.conv_out.weight")
         if d_in is None or d_out is None:
-            raise ValueError("decoder.conv_in / decoder.conv_out missing")
+            raise ValueError(f"decoder.{'conv_in' if d_in is None else 'conv_out'}.weight missing")
         dz, out_channels = d_in[1], d_out[0]
         dch = d_out[1]
         levels = sorted({int(k.split(".")[2]) for k in sd if k.startswith("decoder.up.")})

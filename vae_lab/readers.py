@@ -12,6 +12,7 @@ runs. Everything that goes wrong is reported as one line that starts with the pa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -61,15 +62,19 @@ class LazySafetensors(Mapping):
         self._path = path
         self._file = safe_open(path, framework="pt", device="cpu")
         self._keys = list(self._file.keys())
+        self._key_set = set(self._keys)
         self.metadata = dict(self._file.metadata() or {})
 
     def __getitem__(self, key):
-        if key not in self._keys:
+        if key not in self._key_set:
             raise KeyError(key)
         try:
             return self._file.get_tensor(key)
         except Exception as err:  # a tensor that points past the end of a damaged file
             raise BadVaeFile(f"{self._path}: cannot read tensor {key!r}: {_one_line(err)}") from None
+
+    def __contains__(self, key):
+        return key in self._key_set
 
     def __iter__(self):
         return iter(self._keys)
@@ -113,7 +118,7 @@ def read_safetensors(path: str) -> RawFile:
     return RawFile(path=path, format="safetensors", files=[path], content=lazy, metadata=lazy.metadata)
 
 
-_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
+_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>|Unsupported class ([\w.]+)")
 
 
 class InertStandIn:
@@ -167,6 +172,30 @@ def _compat_globals() -> list:
 _LOAD_LOCK = threading.Lock()  # torch's safe_globals() changes process-wide state
 
 
+@contextlib.contextmanager
+def _allowing(extra: list):
+    """torch's `safe_globals(extra)` where this torch has it (2.5+); plain weights_only before.
+
+    Older torch (A1111 ships 2.1) simply refuses the extra globals: still safe, just stricter.
+    """
+    import torch
+
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    if safe_globals is None:
+        yield
+        return
+    try:
+        ctx = safe_globals(extra)
+        ctx.__enter__()
+    except (TypeError, ValueError):  # a torch without (object, "name") stand-ins
+        yield
+        return
+    try:
+        yield
+    finally:
+        ctx.__exit__(None, None, None)
+
+
 def read_pickle(path: str, zip_format: bool) -> RawFile:
     """`torch.load(weights_only=True)`, and nothing else, ever."""
     import pickle
@@ -175,13 +204,14 @@ def read_pickle(path: str, zip_format: bool) -> RawFile:
 
     mmap = zip_format and os.path.getsize(path) > MMAP_ABOVE_BYTES
     try:
-        with _LOAD_LOCK, torch.serialization.safe_globals(_compat_globals()):
+        with _LOAD_LOCK, _allowing(_compat_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         text = str(err)
         if "Weights only load failed" in text or "weights_only" in text:
             found = _GLOBAL_RE.search(text)
-            what = f"it needs {found.group(1) or found.group(2)}" if found else "it needs objects other than tensors"
+            name = next((g for g in found.groups() if g), None) if found else None
+            what = f"it needs {name}" if name else "it needs objects other than tensors"
             raise UnsafeFile(
                 f"{path}: refused: this pickle needs more than plain tensors to load ({what}); "
                 "nothing in it was run"
@@ -199,9 +229,12 @@ def read_pickle(path: str, zip_format: bool) -> RawFile:
 
 def read_weights_file(path: str) -> RawFile:
     """A single weights file, by content."""
-    if os.path.getsize(path) == 0:
-        raise BadVaeFile(f"{path}: empty file")
-    kind = sniff(path)
+    try:
+        if os.path.getsize(path) == 0:
+            raise BadVaeFile(f"{path}: empty file")
+        kind = sniff(path)
+    except OSError as err:
+        raise BadVaeFile(f"{path}: cannot read ({err.strerror or _one_line(err)})") from None
     if kind == "safetensors":
         return read_safetensors(path)
     if kind in ("zip-pickle", "pickle"):
