@@ -149,7 +149,7 @@ class CompareResult:
         for o in self.outcomes:
             if o.error:
                 err = o.error if len(o.error) <= 110 else o.error[:109] + "…"
-                body.append([o.name, o.family or "", "", "", "", "", "", "", err])
+                body.append([o.name, family_label(o.family), "", "", "", "", "", "", err])
                 continue
             prec = o.precision_used or ""
             if o.fallback:
@@ -162,7 +162,7 @@ class CompareResult:
             body.append(
                 [
                     o.name,
-                    o.family or "",
+                    family_label(o.family),
                     prec,
                     _fmt(o.decode_seconds, "{:.2f}"),
                     _fmt(None if o.peak_memory_bytes is None else o.peak_memory_bytes / 2**20, "{:.0f}"),
@@ -268,9 +268,10 @@ class CompareResult:
 def _tile_lines(o: VaeOutcome) -> list[str]:
     if o.error:
         return []
-    first = [o.precision_used or ""]
+    prec = o.precision_used or ""
     if o.fallback:
-        first[0] += f" (after {'/'.join(o.fallback)})"
+        prec += f" (after {'/'.join(o.fallback)})"
+    first = [family_label(o.family), prec]
     if o.decode_seconds is not None:
         first.append(f"{o.decode_seconds:.2f} s")
     if o.tiled:
@@ -286,6 +287,14 @@ def _tile_lines(o: VaeOutcome) -> list[str]:
     if m:
         lines.append(" · ".join(m))
     return lines
+
+
+def family_label(key: str | None) -> str:
+    """'SDXL' for 'sdxl'; unknown keys as they are; '' for None."""
+    from vae_lab import families
+
+    fam = families.get(key or "")
+    return fam.label if fam else (key or "")
 
 
 def _fmt(v, spec):
