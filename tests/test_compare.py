@@ -165,6 +165,21 @@ def test_known_different_family_is_refused(kl_files):
     compare.check_compatible(sd1, lat, None)  # unknown family: allowed
 
 
+def test_request_from_the_last_generation(kl_files):
+    from vae_lab import last_latents
+
+    last_latents.clear()
+    with pytest.raises(VaeLabError, match="generate an image first"):
+        CompareRequest.from_last_latents([kl_files["kl_a"]])
+    lat = torch.randn(2, 4, 8, 8)
+    assert last_latents.store(lat, "sdxl", model_name="m")
+    try:
+        req = CompareRequest.from_last_latents([kl_files["kl_a"]], batch_index=1)
+        assert req.latents_family == "sdxl" and torch.equal(req.latents, lat) and req.batch_index == 1
+    finally:
+        last_latents.clear()
+
+
 def test_progress_and_cancel(kl_files, cache):
     lat = torch.randn(1, 4, 8, 8)
     seen = []

@@ -66,6 +66,17 @@ class CompareRequest:
     lpips_dir: str | None = None  # folder with LPIPS weights (else $VAE_LAB_LPIPS_DIR / lpips package)
     device: str | None = None  # device for the VAEs and metrics (default: cuda when present, else cpu)
 
+    @classmethod
+    def from_last_latents(cls, vae_paths, **options) -> "CompareRequest":
+        """A latent-mode request for the last generation's latents (`vae_lab.last_latents`)."""
+        from vae_lab import last_latents
+
+        last = last_latents.get()
+        if last is None:
+            raise VaeLabError("there are no latents from a generation yet: generate an image first, or use a latent file")
+        options.setdefault("latents_family", last.family)
+        return cls(latents=last.latents, vae_paths=list(vae_paths), **options)
+
 
 @dataclass
 class VaeOutcome:
