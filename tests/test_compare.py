@@ -270,3 +270,23 @@ def test_cache_reuses_and_reloads(kl_files, tmp_path):
         assert len(cache) == 2  # bounded
     finally:
         mp.undo()
+
+
+def test_lpips_column_with_local_weights(photo, kl_files, cache, tmp_path, monkeypatch):
+    from test_metrics import _alexnet_like
+
+    from vae_lab import metrics
+
+    backbone, lin = _alexnet_like(seed=4)
+    torch.save(backbone, tmp_path / "alexnet-owt-7be5be79.pth")
+    torch.save(lin, tmp_path / "alex.pth")
+    res = run_compare(CompareRequest(image=photo, vae_paths=[kl_files["kl_a"]], lpips_dir=str(tmp_path)), load=cache.load)
+    (o,) = res.outcomes
+    assert res.lpips_note is None and o.lpips is not None and o.lpips > 0
+    model, _ = metrics.load_lpips(str(tmp_path))
+    assert o.lpips == pytest.approx(model(photo, o.image))
+    assert f"{o.lpips:.4f}" in res.table()
+    monkeypatch.delenv(metrics.LPIPS_ENV, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    res = run_compare(CompareRequest(image=photo, vae_paths=[kl_files["kl_a"]]), load=cache.load)
+    assert res.outcomes[0].lpips is None and res.lpips_note == metrics.LPIPS_NOTE_MISSING
