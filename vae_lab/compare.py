@@ -321,10 +321,12 @@ def _finite_or_none(v):
 class VaeCache:
     """A small LRU of loaded `Vae` objects keyed by (real path, mtime, size, device).
 
-    A changed file (new mtime or size) is loaded again; at most `maxsize` models are kept.
+    A changed file (new mtime or size) is loaded again; at most `maxsize` models are kept
+    (4: a typical comparison of up to four VAEs is not re-read on the next run). Models stay
+    on their device until evicted, so a host that needs the memory back calls `clear()`.
     """
 
-    def __init__(self, maxsize: int = 3):
+    def __init__(self, maxsize: int = 4):
         self.maxsize = maxsize
         self._items: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
