@@ -180,6 +180,12 @@ class FileServer:
         stop = end + 1
         if "drop_at" in action:  # absolute position in the file where the connection dies
             stop = min(stop, max(start, int(size * action["drop_at"])))
+        if "stall" in action:  # send a little, then hang until the test sets the event (at most 10 s)
+            head = min(stop, start + 1000)
+            self._write_range(h, served, start, head)
+            h.wfile.flush()
+            action["stall"].wait(10)
+            start = head
         self._write_range(h, served, start, stop)
         if stop <= end:
             h.close_connection = True

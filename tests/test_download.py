@@ -404,6 +404,19 @@ def test_existing_same_file_found_after_an_unverified_transfer(server, tmp_path,
     assert res.already_present and os.listdir(tmp_path) == [NAME]
 
 
+def test_hugging_face_linked_etag_finds_an_existing_file_without_the_body(server, tmp_path, vae_bytes):
+    (tmp_path / NAME).write_bytes(vae_bytes)
+    server.add_file("/" + NAME, vae_bytes, headers={"X-Linked-Etag": f'"{sha(vae_bytes)}"'})
+    stall = threading.Event()
+    server.script("/" + NAME, {"stall": stall})  # the body hangs: reading it would time out
+    try:
+        res = get(server.url("/" + NAME), tmp_path, timeout=(5, 3), retries=0)
+    finally:
+        stall.set()
+    assert res.already_present and res.expected_from == "server" and res.sha256 == sha(vae_bytes)
+    assert os.listdir(tmp_path) == [NAME]
+
+
 def test_hugging_face_linked_etag_verifies_an_unpinned_download(server, tmp_path, vae_bytes):
     server.add_file("/good/" + NAME, vae_bytes, headers={"X-Linked-Etag": f'"{sha(vae_bytes)}"'})
     res = get(server.url("/good/" + NAME), tmp_path)

@@ -90,7 +90,7 @@ class _Transient(Exception):
 class DownloadResult:
     path: str
     filename: str
-    sha256: str
+    sha256: str                     # of the bytes downloaded (for a converted pickle: of the pickle)
     size: int
     url: str | None                 # the source URL (query stripped), None when already present
     verified: bool                  # the SHA-256 matched an expected one
@@ -473,6 +473,8 @@ class _Transfer:
                                 return early
                             if self.done:
                                 continue  # a partial from an earlier run: ask again with Range
+                        elif self.expected_sha and self.expected_from == "server" and (self.dest / self.filename).exists():
+                            return self._existing(self.dest / self.filename)  # the hash came with the headers
                         if self.resumed_from == 0 and offset:
                             self.resumed_from = offset
                         self.receive(resp, offset)
