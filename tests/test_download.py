@@ -476,7 +476,8 @@ def test_check_filename():
     assert check_filename("vae-ft-mse-840000-ema-pruned.safetensors")
     for ext in (".ckpt", ".pt", ".pth", ".bin", ".SAFETENSORS"):
         assert check_filename("a" + ext)
-    for bad in ("", "..", "a/b.pt", "a\\b.pt", "C:evil.pt", ".x.pt", "x.pt.exe", "x.zip", "x\x00.pt", " x.pt"):
+    for bad in ("", "..", "a/b.pt", "a\\b.pt", "C:evil.pt", ".x.pt", "x.pt.exe", "x.zip", "x\x00.pt", " x.pt",
+                "NUL.safetensors", "com1.pt", "a" * 300 + ".pt", "x.pt "):
         with pytest.raises(DownloadError):
             check_filename(bad)
 
