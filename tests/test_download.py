@@ -611,3 +611,26 @@ def test_a_file_system_error_is_one_clear_line(tmp_path, server, vae_bytes, caps
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: cannot use") and err.count("\n") == 1
     assert listed(tmp_path) == [] and not lock.exists()
+
+
+def test_every_request_verifies_tls_and_follows_no_redirect_by_itself(tmp_path):
+    import requests
+
+    calls = []
+
+    class Recorder:
+        def get(self, url, **kw):
+            calls.append(kw)
+            raise requests.ConnectionError("no network in this test")
+
+        def close(self):
+            pass
+
+    with pytest.raises(DownloadInterrupted, match="cannot reach huggingface.co"):
+        download("https://huggingface.co/o/r/resolve/main/vae.safetensors", tmp_path, session=Recorder(),
+                 tokens={"hf": "hf_T"}, retries=1, backoff=0.01, console=False, identify=False)
+    assert len(calls) == 2
+    for kw in calls:
+        assert kw["verify"] is True and kw["allow_redirects"] is False and kw["stream"] is True
+        assert kw["headers"]["Authorization"] == "Bearer hf_T" and kw["auth"] is not None  # no ~/.netrc
+    assert listed(tmp_path) == []
