@@ -207,6 +207,11 @@ def _join(vae: VaeFile, other: VaeFile) -> None:
             f"{other.path}: has {other.arch.latent_channels} latent channels, "
             f"but {vae.path} has {vae.arch.latent_channels}; not halves of one TAE"
         )
+    if other.arch.downscale != vae.arch.downscale:
+        raise BadVaeFile(
+            f"{other.path}: scales {other.arch.downscale}x, but {vae.path} scales {vae.arch.downscale}x; "
+            "not halves of one TAE"
+        )
     sd = dict(vae.state_dict)
     sd.update({k: t for k, t in other.state_dict.items() if not k.startswith(mine + ".")})
     vae.state_dict = sd

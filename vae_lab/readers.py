@@ -16,6 +16,7 @@ import json
 import os
 import re
 import struct
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,7 +113,58 @@ def read_safetensors(path: str) -> RawFile:
     return RawFile(path=path, format="safetensors", files=[path], content=lazy, metadata=lazy.metadata)
 
 
-_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
+_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
+
+
+class InertStandIn:
+    """What a training-callback object in a Lightning checkpoint becomes: nothing.
+
+    LDM training checkpoints (the original kl-f8 release, many `.ckpt` VAEs) carry a
+    `ModelCheckpoint` in their `callbacks`. A1111's own safe unpickler accepts that name;
+    here the name is bound to this empty class, so the file loads and no code from it runs.
+    """
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+
+def _numpy_dtype_classes(numpy) -> list:
+    dtypes = getattr(numpy, "dtypes", None)  # numpy >= 1.25 builds dtypes from these classes
+    return [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")] if dtypes else []
+
+
+def _compat_globals() -> list:
+    """The extra globals A1111's `modules/safe.py` accepts beyond plain tensors, made harmless.
+
+    numpy scalars/arrays (losses and scores stored next to the weights) are data-only
+    constructors; the Lightning callback is replaced by `InertStandIn`; py2's `set` is `set`.
+    """
+    import _codecs
+    import importlib
+
+    import numpy
+
+    try:  # numpy 2 (and 1.26's forward shim) name it numpy._core; numpy 1 pickles say numpy.core
+        multiarray = importlib.import_module("numpy._core.multiarray")
+    except ImportError:
+        multiarray = importlib.import_module("numpy.core.multiarray")
+    return [
+        *[(multiarray.scalar, f"{core}.multiarray.scalar") for core in ("numpy.core", "numpy._core")],
+        *[(multiarray._reconstruct, f"{core}.multiarray._reconstruct") for core in ("numpy.core", "numpy._core")],
+        numpy.dtype,
+        numpy.ndarray,
+        *_numpy_dtype_classes(numpy),
+        _codecs.encode,
+        (set, "__builtin__.set"),
+        (InertStandIn, "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint"),
+        (InertStandIn, "pytorch_lightning.callbacks.model_checkpoint"),
+    ]
+
+
+_LOAD_LOCK = threading.Lock()  # torch's safe_globals() changes process-wide state
 
 
 def read_pickle(path: str, zip_format: bool) -> RawFile:
@@ -123,12 +175,13 @@ def read_pickle(path: str, zip_format: bool) -> RawFile:
 
     mmap = zip_format and os.path.getsize(path) > MMAP_ABOVE_BYTES
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        with _LOAD_LOCK, torch.serialization.safe_globals(_compat_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         text = str(err)
         if "Weights only load failed" in text or "weights_only" in text:
             found = _GLOBAL_RE.search(text)
-            what = f"it needs {found.group(1)}" if found else _one_line(err).split(". ")[0]
+            what = f"it needs {found.group(1) or found.group(2)}" if found else "it needs objects other than tensors"
             raise UnsafeFile(
                 f"{path}: refused: this pickle needs more than plain tensors to load ({what}); "
                 "nothing in it was run"
