@@ -145,3 +145,21 @@ def test_default_folder_comes_from_the_environment(tmp_path, capsys, monkeypatch
     code, out, _ = run_cli(capsys, "catalog", "--json")
     assert code == 0 and json.loads(out)["dir"] == str(tmp_path / "envdir")
     assert json.loads(out)["dir_exists"] is False
+
+
+def test_catalog_mirrors_are_tried_in_order(tmp_path, blob, with_entries):
+    from vae_lab.download import download
+    from vae_lab.tokens import TokenPolicy
+
+    with FileServer() as srv:
+        srv.add_file("/mirror/e.safetensors", blob)
+        entry = fake_entry(srv.url("/gone/e.safetensors"), blob)
+        with_entries(entry.__class__(**{**entry.__dict__, "urls": (srv.url("/gone/e.safetensors"),
+                                                                    srv.url("/mirror/e.safetensors"))}))
+        res = download("test-vae", tmp_path, tokens=TokenPolicy(), console=False, identify=False)
+        assert res.url == srv.url("/mirror/e.safetensors") and res.verified
+        assert [r.path for r in srv.log] == ["/gone/e.safetensors", "/mirror/e.safetensors"]
+        with_entries(entry.__class__(**{**entry.__dict__, "urls": (srv.url("/a.safetensors"),
+                                                                    srv.url("/b.safetensors"))}))
+        with pytest.raises(Exception, match=r"HTTP 404.*and 1 mirror\(s\) failed too"):
+            download("test-vae", tmp_path / "x", tokens=TokenPolicy(), console=False, identify=False)
