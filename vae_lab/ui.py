@@ -379,7 +379,7 @@ def write_downloads(result, folder: str) -> list[str]:
         Path(p).write_text(text, encoding="utf-8")
         paths.append(p)
     p = os.path.join(folder, "vae_lab_grid.png")
-    result.grid().save(p)
+    result.grid().save(p, compress_level=3)
     paths.append(p)
     return paths
 
