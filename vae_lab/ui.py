@@ -620,17 +620,6 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
                     run = gr.Button("Compare", variant="primary", scale=3, min_width=100, elem_id="vae_lab_run")
                     stop = gr.Button("Stop", scale=1, min_width=60, elem_id="vae_lab_stop")
                 extra_column = gr.Column(elem_id="vae_lab_extra")
-                with gr.Accordion("Get VAEs", open=False, elem_id="vae_lab_get"):
-                    headers, rows = logic.catalog_rows()
-                    catalog_df = gr.Dataframe(value=rows or None, headers=headers, interactive=False, wrap=True,
-                                              elem_id="vae_lab_catalog")
-                    pick = gr.Dropdown(logic.catalog_choices(), label="From the catalog", elem_id="vae_lab_catalog_pick")
-                    url = gr.Textbox(label="…or any http(s) URL (Hugging Face, Civitai)", placeholder="https://",
-                                     elem_id="vae_lab_url")
-                    with gr.Row():
-                        get = gr.Button("Download into the VAE folder", scale=3, min_width=100, elem_id="vae_lab_download")
-                        get_stop = gr.Button("Cancel", scale=1, min_width=60, elem_id="vae_lab_download_stop")
-                    get_status = gr.Markdown("", elem_id="vae_lab_download_status")
             with gr.Column(scale=3, elem_id="vae_lab_outputs"):
                 status = gr.Markdown("", elem_id="vae_lab_status")
                 view = gr.HTML('<div class="vae-lab-empty">Upload an image (or pick latents), choose VAEs, press Compare.</div>',
@@ -643,7 +632,21 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
                     gain = gr.Slider(1, 32, value=8, step=1, label="Difference gain", elem_id="vae_lab_gain")
                     pair_btn = gr.Button("Compare A and B", elem_id="vae_lab_pair_run")
                 pair_view = gr.HTML("", elem_id="vae_lab_pair")
-                files = compat.file_output(label="Downloads: metrics (CSV, JSON) and grid (PNG)", elem_id="vae_lab_files")
+                files = compat.file_output(label="Downloads: metrics (CSV, JSON) and grid (PNG)", visible=False,
+                                           elem_id="vae_lab_files")
+        with gr.Accordion("Get VAEs", open=False, elem_id="vae_lab_get"):
+            headers, rows = logic.catalog_rows()
+            catalog_df = gr.Dataframe(value=rows or None, headers=headers, interactive=False, wrap=True,
+                                      elem_id="vae_lab_catalog")
+            with gr.Row(equal_height=True):
+                pick = gr.Dropdown(logic.catalog_choices(), label="From the catalog", scale=2,
+                                   elem_id="vae_lab_catalog_pick")
+                url = gr.Textbox(label="…or any http(s) URL (Hugging Face, Civitai)", placeholder="https://",
+                                 scale=3, elem_id="vae_lab_url")
+                get = gr.Button("Download into the VAE folder", variant="primary", scale=1, min_width=120,
+                                elem_id="vae_lab_download")
+                get_stop = gr.Button("Cancel", scale=0, min_width=80, elem_id="vae_lab_download_stop")
+            get_status = gr.Markdown("", elem_id="vae_lab_download_status")
 
         ui = TabUi(tab, vaes, run, status, dict(source=source, image=image, latent_file=latent_file,
                                                  encoder=encoder, reference=reference, precision=precision,
@@ -669,7 +672,7 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
             names = list(pair_labels(result))
             a = names[0] if names else None
             b = names[1] if len(names) > 1 else a
-            return (html_view, _frame(h, r), fls, msg, result,
+            return (html_view, _frame(h, r), compat.update(value=fls, visible=True), msg, result,
                     compat.update(choices=names, value=a), compat.update(choices=names, value=b))
 
         run_event = run.click(do_run, [source, image, latent_file, vaes, encoder, precision, tiling, reference],
