@@ -13,10 +13,12 @@ transform; the same script drives the before/after slider of the pair view.
 # No `from __future__ import annotations` here: Gradio reads the `gr.Request` / `gr.Progress`
 # annotations of the event handlers at run time.
 import base64
+import contextlib
 import html
 import io
 import os
 import re
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -72,6 +74,8 @@ class UiContext:
     extra: called with the `TabUi` inside the tab's input column (the WebUI adds its
         per-checkpoint controls there).
     device: torch device string for encode/decode, or None for the engine's choice.
+    lock: held while encoding/decoding (the WebUI passes `modules.call_queue.queue_lock`, so a
+        comparison waits for a running generation instead of competing for GPU memory).
     """
 
     vae_dirs: list[str] = field(default_factory=list)
@@ -81,6 +85,7 @@ class UiContext:
     on_vaes_changed: Callable[[], None] | None = None
     extra: Callable[["TabUi"], None] | None = None
     device: str | None = None
+    lock: Any = None
 
     def entries(self) -> list[VaeEntry]:
         return list(self.list_vaes() if self.list_vaes else scan_vae_dirs(self.vae_dirs))
@@ -410,6 +415,8 @@ class _Cancels:
 class TabLogic:
     """What the tab's buttons do; holds the context and nothing of Gradio's components."""
 
+    KEEP_RUNS = 8  # download folders (CSV/JSON/grid) kept per tab
+
     def __init__(self, context: UiContext):
         self.context = context
         self.cancels = _Cancels()
@@ -488,12 +495,22 @@ class TabLogic:
         req = self.request(source, image, latent_file, vaes, encoder, precision, tiling, reference)
         cancel = self.cancels.fresh(session or "default")
         device = self.context.device
-        result = run_compare(req, progress=progress, cancel=cancel,
-                             load=lambda path: default_cache().load(path, device=device))
+        if progress is not None and self.context.lock is not None:
+            progress(0.0, "waiting for the running generation to finish")
+        with self.context.lock or contextlib.nullcontext():
+            result = run_compare(req, progress=progress, cancel=cancel,
+                                 load=lambda path: default_cache().load(path, device=device))
         headers, rows = metrics_table(result)
-        out = tempfile.mkdtemp(dir=self._out_root)
+        out = self._fresh_output_dir()
         files = write_downloads(result, out)
         return render_view(result), (headers, rows), files, status_line(result), result
+
+    def _fresh_output_dir(self) -> str:
+        """A new folder for one run's downloads; only the newest `KEEP_RUNS` runs stay on disk."""
+        old = sorted((e for e in os.scandir(self._out_root) if e.is_dir()), key=lambda e: e.stat().st_mtime_ns)
+        for e in old[: max(0, len(old) - self.KEEP_RUNS + 1)]:
+            shutil.rmtree(e.path, ignore_errors=True)
+        return tempfile.mkdtemp(dir=self._out_root)
 
     def pair(self, result, a, b, gain) -> str:
         """The before/after slider and difference map of two entries, chosen by pair label."""
