@@ -354,3 +354,31 @@ def test_get_vaes_downloads_into_the_folder_and_refreshes(tmp_path):
         assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["my-vae.safetensors"]
     with pytest.raises(VaeLabError, match="choose a catalog entry or paste a URL"):
         logic.download("", "  ")
+
+
+def test_runs_wait_for_the_hosts_lock_and_keep_few_download_folders(context, vae_dir, small_photo):
+    import threading
+
+    lock = threading.Lock()
+    held = []
+
+    class Spy:
+        def __enter__(self):
+            lock.acquire()
+            held.append(True)
+
+        def __exit__(self, *exc):
+            lock.release()
+
+    logic = ui.TabLogic(ui.UiContext(vae_dirs=context.vae_dirs, lock=Spy()))
+    logic.KEEP_RUNS = 2
+    seen = []
+    vaes = [str(vae_dir / KL_NAMES[0])]
+    for _ in range(3):
+        *_, result = logic.run(ui.SOURCE_IMAGE, small_photo, None, vaes, ui.ENCODER_FIRST, "auto", "auto", None,
+                               progress=lambda f, t: seen.append(t))
+    assert held == [True] * 3 and not lock.locked()
+    assert seen[0] == "waiting for the running generation to finish"
+    import os
+
+    assert len(os.listdir(logic._out_root)) == 2

@@ -13,10 +13,12 @@ transform; the same script drives the before/after slider of the pair view.
 # No `from __future__ import annotations` here: Gradio reads the `gr.Request` / `gr.Progress`
 # annotations of the event handlers at run time.
 import base64
+import contextlib
 import html
 import io
 import os
 import re
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -72,6 +74,8 @@ class UiContext:
     extra: called with the `TabUi` inside the tab's input column (the WebUI adds its
         per-checkpoint controls there).
     device: torch device string for encode/decode, or None for the engine's choice.
+    lock: held while encoding/decoding (the WebUI passes `modules.call_queue.queue_lock`, so a
+        comparison waits for a running generation instead of competing for GPU memory).
     """
 
     vae_dirs: list[str] = field(default_factory=list)
@@ -81,6 +85,7 @@ class UiContext:
     on_vaes_changed: Callable[[], None] | None = None
     extra: Callable[["TabUi"], None] | None = None
     device: str | None = None
+    lock: Any = None
 
     def entries(self) -> list[VaeEntry]:
         return list(self.list_vaes() if self.list_vaes else scan_vae_dirs(self.vae_dirs))
@@ -379,7 +384,7 @@ def write_downloads(result, folder: str) -> list[str]:
         Path(p).write_text(text, encoding="utf-8")
         paths.append(p)
     p = os.path.join(folder, "vae_lab_grid.png")
-    result.grid().save(p)
+    result.grid().save(p, compress_level=3)
     paths.append(p)
     return paths
 
@@ -409,6 +414,8 @@ class _Cancels:
 
 class TabLogic:
     """What the tab's buttons do; holds the context and nothing of Gradio's components."""
+
+    KEEP_RUNS = 8  # download folders (CSV/JSON/grid) kept per tab
 
     def __init__(self, context: UiContext):
         self.context = context
@@ -488,12 +495,22 @@ class TabLogic:
         req = self.request(source, image, latent_file, vaes, encoder, precision, tiling, reference)
         cancel = self.cancels.fresh(session or "default")
         device = self.context.device
-        result = run_compare(req, progress=progress, cancel=cancel,
-                             load=lambda path: default_cache().load(path, device=device))
+        if progress is not None and self.context.lock is not None:
+            progress(0.0, "waiting for the running generation to finish")
+        with self.context.lock or contextlib.nullcontext():
+            result = run_compare(req, progress=progress, cancel=cancel,
+                                 load=lambda path: default_cache().load(path, device=device))
         headers, rows = metrics_table(result)
-        out = tempfile.mkdtemp(dir=self._out_root)
+        out = self._fresh_output_dir()
         files = write_downloads(result, out)
         return render_view(result), (headers, rows), files, status_line(result), result
+
+    def _fresh_output_dir(self) -> str:
+        """A new folder for one run's downloads; only the newest `KEEP_RUNS` runs stay on disk."""
+        old = sorted((e for e in os.scandir(self._out_root) if e.is_dir()), key=lambda e: e.stat().st_mtime_ns)
+        for e in old[: max(0, len(old) - self.KEEP_RUNS + 1)]:
+            shutil.rmtree(e.path, ignore_errors=True)
+        return tempfile.mkdtemp(dir=self._out_root)
 
     def pair(self, result, a, b, gain) -> str:
         """The before/after slider and difference map of two entries, chosen by pair label."""
@@ -620,17 +637,6 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
                     run = gr.Button("Compare", variant="primary", scale=3, min_width=100, elem_id="vae_lab_run")
                     stop = gr.Button("Stop", scale=1, min_width=60, elem_id="vae_lab_stop")
                 extra_column = gr.Column(elem_id="vae_lab_extra")
-                with gr.Accordion("Get VAEs", open=False, elem_id="vae_lab_get"):
-                    headers, rows = logic.catalog_rows()
-                    catalog_df = gr.Dataframe(value=rows or None, headers=headers, interactive=False, wrap=True,
-                                              elem_id="vae_lab_catalog")
-                    pick = gr.Dropdown(logic.catalog_choices(), label="From the catalog", elem_id="vae_lab_catalog_pick")
-                    url = gr.Textbox(label="…or any http(s) URL (Hugging Face, Civitai)", placeholder="https://",
-                                     elem_id="vae_lab_url")
-                    with gr.Row():
-                        get = gr.Button("Download into the VAE folder", scale=3, min_width=100, elem_id="vae_lab_download")
-                        get_stop = gr.Button("Cancel", scale=1, min_width=60, elem_id="vae_lab_download_stop")
-                    get_status = gr.Markdown("", elem_id="vae_lab_download_status")
             with gr.Column(scale=3, elem_id="vae_lab_outputs"):
                 status = gr.Markdown("", elem_id="vae_lab_status")
                 view = gr.HTML('<div class="vae-lab-empty">Upload an image (or pick latents), choose VAEs, press Compare.</div>',
@@ -643,7 +649,21 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
                     gain = gr.Slider(1, 32, value=8, step=1, label="Difference gain", elem_id="vae_lab_gain")
                     pair_btn = gr.Button("Compare A and B", elem_id="vae_lab_pair_run")
                 pair_view = gr.HTML("", elem_id="vae_lab_pair")
-                files = compat.file_output(label="Downloads: metrics (CSV, JSON) and grid (PNG)", elem_id="vae_lab_files")
+                files = compat.file_output(label="Downloads: metrics (CSV, JSON) and grid (PNG)", visible=False,
+                                           elem_id="vae_lab_files")
+        with gr.Accordion("Get VAEs", open=False, elem_id="vae_lab_get"):
+            headers, rows = logic.catalog_rows()
+            catalog_df = gr.Dataframe(value=rows or None, headers=headers, interactive=False, wrap=True,
+                                      elem_id="vae_lab_catalog")
+            with gr.Row(equal_height=True):
+                pick = gr.Dropdown(logic.catalog_choices(), label="From the catalog", scale=2,
+                                   elem_id="vae_lab_catalog_pick")
+                url = gr.Textbox(label="…or any http(s) URL (Hugging Face, Civitai)", placeholder="https://",
+                                 scale=3, elem_id="vae_lab_url")
+                get = gr.Button("Download into the VAE folder", variant="primary", scale=1, min_width=120,
+                                elem_id="vae_lab_download")
+                get_stop = gr.Button("Cancel", scale=0, min_width=80, elem_id="vae_lab_download_stop")
+            get_status = gr.Markdown("", elem_id="vae_lab_download_status")
 
         ui = TabUi(tab, vaes, run, status, dict(source=source, image=image, latent_file=latent_file,
                                                  encoder=encoder, reference=reference, precision=precision,
@@ -669,7 +689,7 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
             names = list(pair_labels(result))
             a = names[0] if names else None
             b = names[1] if len(names) > 1 else a
-            return (html_view, _frame(h, r), fls, msg, result,
+            return (html_view, _frame(h, r), compat.update(value=fls, visible=True), msg, result,
                     compat.update(choices=names, value=a), compat.update(choices=names, value=b))
 
         run_event = run.click(do_run, [source, image, latent_file, vaes, encoder, precision, tiling, reference],
