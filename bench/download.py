@@ -1,9 +1,11 @@
 """Benchmark: time to a verified file on loopback — VAE Lab's one-pass download vs `curl -o` + `sha256sum`.
 
 A ~300 MB file of random bytes is served by the tests' Range-capable server (sendfile) on
-127.0.0.1. "Ours" streams, hashes and writes in one pass, checks the SHA-256 and renames into
-place (with and without the fsync it does by default); the baseline downloads with curl and
-then hashes the file with sha256sum. Reported: median seconds, MB/s, and ours/baseline ratio.
+127.0.0.1, in a separate process. "Ours" streams, hashes and writes in one pass, checks the
+SHA-256 and renames into place (with and without the fsync it does by default); the baseline
+downloads with curl and then hashes the file with sha256sum. Reported: median wall seconds,
+MB/s, the client's CPU seconds (user + system; less sensitive to a busy machine than wall time)
+and the ours/baseline ratios.
 
     python bench/download.py [--quick]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -38,17 +41,32 @@ def _make_file(path: Path, size: int) -> str:
     return h.hexdigest()
 
 
-def _time(fn, reps: int) -> list[float]:
-    out = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _measure(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process and of the children it waited for)."""
+    cpu0, child0, t0 = time.process_time(), _children_cpu(), time.perf_counter()
+    fn()
+    wall = time.perf_counter() - t0
+    return wall, (time.process_time() - cpu0) + (_children_cpu() - child0)
+
+
+def _serve(path: str) -> None:
+    """Child process: serve `path` at /vae.safetensors, print the port, stop when stdin closes."""
+    from httpserver import FileServer
+
+    with FileServer() as srv:
+        srv.add_file("/vae.safetensors", Path(path))
+        print(srv.port, flush=True)
+        sys.stdin.read()
 
 
 def run(quick: bool = False) -> dict:
-    from httpserver import FileServer
+    import requests  # noqa: F401  (imported here so no variant pays for it)
+
     from vae_lab.download import download
     from vae_lab.tokens import TokenPolicy
 
@@ -71,10 +89,11 @@ def run(quick: bool = False) -> dict:
         dest = work / "dest"
         dest.mkdir()
         policy = TokenPolicy(tokens={}, hosts={})
-        results: dict[str, list[float]] = {}
-        with FileServer() as srv:
-            srv.add_file("/vae.safetensors", src)
-            url = srv.url("/vae.safetensors")
+        results: dict[str, list[tuple[float, float]]] = {}
+        server = subprocess.Popen([sys.executable, __file__, "--serve", str(src)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            url = f"http://127.0.0.1:{int(server.stdout.readline())}/vae.safetensors"
 
             def clean():
                 for p in dest.iterdir():
@@ -82,52 +101,67 @@ def run(quick: bool = False) -> dict:
 
             def ours(fsync: bool):
                 def go():
-                    clean()
                     res = download(url, dest, sha256=digest, tokens=policy, console=False, identify=False,
                                    fsync=fsync)
                     assert res.verified and res.size == size
                 return go
 
             def curl():
-                clean()
                 target = dest / "vae.safetensors"
                 subprocess.run(["curl", "-sS", "--fail", "-o", str(target), url], check=True)
                 out = subprocess.run(["sha256sum", str(target)], check=True, capture_output=True, text=True).stdout
                 assert out.split()[0] == digest
 
-            have_curl = shutil.which("curl") and shutil.which("sha256sum")
+            variants = {"vae_lab (one pass, no fsync)": ours(False), "vae_lab (one pass + fsync, default)": ours(True)}
+            if shutil.which("curl") and shutil.which("sha256sum"):
+                variants = {"curl -o + sha256sum": curl, **variants}
+            for fn in variants.values():  # warm-up: imports, page cache of the source file
+                clean()
+                fn()
             # Interleave the variants so page-cache and CPU-frequency drift hit all of them alike.
             for _ in range(reps):
-                if have_curl:
-                    results.setdefault("curl -o + sha256sum", []).extend(_time(curl, 1))
-                results.setdefault("vae_lab (one pass, no fsync)", []).extend(_time(ours(False), 1))
-                results.setdefault("vae_lab (one pass + fsync, default)", []).extend(_time(ours(True), 1))
+                for name, fn in variants.items():
+                    clean()
+                    results.setdefault(name, []).append(_measure(fn))
                 clean()
+        finally:
+            server.stdin.close()
+            server.wait(10)
         rows = {}
-        for name, times in results.items():
-            med = statistics.median(times)
-            rows[name] = {"seconds": round(med, 3), "MB_per_s": round(size / 1e6 / med, 1), "runs": len(times)}
+        for name, runs in results.items():
+            wall = statistics.median(w for w, _ in runs)
+            cpu = statistics.median(c for _, c in runs)
+            rows[name] = {"seconds": round(wall, 3), "MB_per_s": round(size / 1e6 / wall, 1),
+                          "cpu_seconds": round(cpu, 3), "runs": len(runs)}
         base = rows.get("curl -o + sha256sum")
         if base:
-            for name, row in rows.items():
+            for row in rows.values():
                 row["ratio_vs_curl"] = round(row["seconds"] / base["seconds"], 2)
-        return {"bench": "download", "size_bytes": size, "reps": reps, "cpus": os.cpu_count(), "results": rows}
+                row["cpu_ratio_vs_curl"] = round(row["cpu_seconds"] / base["cpu_seconds"], 2)
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        return {"bench": "download", "size_bytes": size, "reps": reps, "cpus": os.cpu_count(),
+                "load_avg_1min": load, "results": rows}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def _table(report: dict) -> str:
     lines = [f"Loopback download of {report['size_bytes'] / 1e6:.0f} MB to a verified file "
-             f"(median of {report['reps']}, {report['cpus']} CPUs)", "",
-             "| method | seconds | MB/s | time vs curl + sha256sum |", "|---|---|---|---|"]
+             f"(median of {report['reps']}, {report['cpus']} CPUs, load average {report['load_avg_1min']:.1f})", "",
+             "| method | wall s | MB/s | client CPU s | wall vs curl + sha256sum | CPU vs curl + sha256sum |",
+             "|---|---|---|---|---|---|"]
     for name, row in report["results"].items():
-        lines.append(f"| {name} | {row['seconds']:.3f} | {row['MB_per_s']:.0f} | {row.get('ratio_vs_curl', '-')} |")
+        lines.append(f"| {name} | {row['seconds']:.3f} | {row['MB_per_s']:.0f} | {row['cpu_seconds']:.3f} | "
+                     f"{row.get('ratio_vs_curl', '-')} | {row.get('cpu_ratio_vs_curl', '-')} |")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     import json
 
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        _serve(sys.argv[2])
+        sys.exit(0)
     rep = run(quick="--quick" in sys.argv)
     print(_table(rep))
     if "--json" in sys.argv:

@@ -52,6 +52,17 @@ class Logged:
         return int(m.group(1)) if m else None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """Clients that hang up (cancel, kill, lock tests) are normal here; anything else is printed."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 class FileServer:
     def __init__(self):
         self.files: dict[str, Served] = {}
@@ -74,8 +85,7 @@ class FileServer:
 
             do_HEAD = do_GET
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
@@ -180,6 +190,12 @@ class FileServer:
         stop = end + 1
         if "drop_at" in action:  # absolute position in the file where the connection dies
             stop = min(stop, max(start, int(size * action["drop_at"])))
+        if "stall" in action:  # send a little, then hang until the test sets the event (at most 10 s)
+            head = min(stop, start + 1000)
+            self._write_range(h, served, start, head)
+            h.wfile.flush()
+            action["stall"].wait(10)
+            start = head
         self._write_range(h, served, start, stop)
         if stop <= end:
             h.close_connection = True

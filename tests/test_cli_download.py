@@ -120,3 +120,46 @@ def test_http_failure_exits_2(tmp_path, capsys):
         code, _, err = run_cli(capsys, "download", srv.url("/gone.safetensors"), "--dir", str(tmp_path))
     assert code == 2 and "HTTP 404" in err and err.count("\n") == 1
     assert os.listdir(tmp_path) == []
+
+
+def test_catalog_listing_hashes_each_file_once(tmp_path, capsys, blob, monkeypatch):
+    from vae_lab import identify
+
+    (tmp_path / "a.safetensors").write_bytes(blob)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.ckpt").write_bytes(blob + b"!")
+    (tmp_path / ".c.safetensors.vaelab-part").write_bytes(blob)  # a partial: never listed or hashed
+    calls = []
+    real = identify.sha256_file
+    monkeypatch.setattr(identify, "sha256_file", lambda p: calls.append(p) or real(p))
+    for _ in range(2):
+        code, out, _ = run_cli(capsys, "catalog", "--dir", str(tmp_path), "--json")
+        assert code == 0
+        assert sorted(json.loads(out)["unknown_files"]) == [str(tmp_path / "a.safetensors"),
+                                                           str(tmp_path / "sub" / "b.ckpt")]
+    assert sorted(calls) == [str(tmp_path / "a.safetensors"), str(tmp_path / "sub" / "b.ckpt")]
+
+
+def test_default_folder_comes_from_the_environment(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("VAE_LAB_VAE_DIR", str(tmp_path / "envdir"))
+    code, out, _ = run_cli(capsys, "catalog", "--json")
+    assert code == 0 and json.loads(out)["dir"] == str(tmp_path / "envdir")
+    assert json.loads(out)["dir_exists"] is False
+
+
+def test_catalog_mirrors_are_tried_in_order(tmp_path, blob, with_entries):
+    from vae_lab.download import download
+    from vae_lab.tokens import TokenPolicy
+
+    with FileServer() as srv:
+        srv.add_file("/mirror/e.safetensors", blob)
+        entry = fake_entry(srv.url("/gone/e.safetensors"), blob)
+        with_entries(entry.__class__(**{**entry.__dict__, "urls": (srv.url("/gone/e.safetensors"),
+                                                                    srv.url("/mirror/e.safetensors"))}))
+        res = download("test-vae", tmp_path, tokens=TokenPolicy(), console=False, identify=False)
+        assert res.url == srv.url("/mirror/e.safetensors") and res.verified
+        assert [r.path for r in srv.log] == ["/gone/e.safetensors", "/mirror/e.safetensors"]
+        with_entries(entry.__class__(**{**entry.__dict__, "urls": (srv.url("/a.safetensors"),
+                                                                    srv.url("/b.safetensors"))}))
+        with pytest.raises(Exception, match=r"HTTP 404.*and 1 mirror\(s\) failed too"):
+            download("test-vae", tmp_path / "x", tokens=TokenPolicy(), console=False, identify=False)

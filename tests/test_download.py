@@ -404,6 +404,19 @@ def test_existing_same_file_found_after_an_unverified_transfer(server, tmp_path,
     assert res.already_present and os.listdir(tmp_path) == [NAME]
 
 
+def test_hugging_face_linked_etag_finds_an_existing_file_without_the_body(server, tmp_path, vae_bytes):
+    (tmp_path / NAME).write_bytes(vae_bytes)
+    server.add_file("/" + NAME, vae_bytes, headers={"X-Linked-Etag": f'"{sha(vae_bytes)}"'})
+    stall = threading.Event()
+    server.script("/" + NAME, {"stall": stall})  # the body hangs: reading it would time out
+    try:
+        res = get(server.url("/" + NAME), tmp_path, timeout=(5, 3), retries=0)
+    finally:
+        stall.set()
+    assert res.already_present and res.expected_from == "server" and res.sha256 == sha(vae_bytes)
+    assert os.listdir(tmp_path) == [NAME]
+
+
 def test_hugging_face_linked_etag_verifies_an_unpinned_download(server, tmp_path, vae_bytes):
     server.add_file("/good/" + NAME, vae_bytes, headers={"X-Linked-Etag": f'"{sha(vae_bytes)}"'})
     res = get(server.url("/good/" + NAME), tmp_path)
@@ -463,7 +476,8 @@ def test_check_filename():
     assert check_filename("vae-ft-mse-840000-ema-pruned.safetensors")
     for ext in (".ckpt", ".pt", ".pth", ".bin", ".SAFETENSORS"):
         assert check_filename("a" + ext)
-    for bad in ("", "..", "a/b.pt", "a\\b.pt", "C:evil.pt", ".x.pt", "x.pt.exe", "x.zip", "x\x00.pt", " x.pt"):
+    for bad in ("", "..", "a/b.pt", "a\\b.pt", "C:evil.pt", ".x.pt", "x.pt.exe", "x.zip", "x\x00.pt", " x.pt",
+                "NUL.safetensors", "com1.pt", "a" * 300 + ".pt", "x.pt "):
         with pytest.raises(DownloadError):
             check_filename(bad)
 
@@ -597,3 +611,26 @@ def test_a_file_system_error_is_one_clear_line(tmp_path, server, vae_bytes, caps
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: cannot use") and err.count("\n") == 1
     assert listed(tmp_path) == [] and not lock.exists()
+
+
+def test_every_request_verifies_tls_and_follows_no_redirect_by_itself(tmp_path):
+    import requests
+
+    calls = []
+
+    class Recorder:
+        def get(self, url, **kw):
+            calls.append(kw)
+            raise requests.ConnectionError("no network in this test")
+
+        def close(self):
+            pass
+
+    with pytest.raises(DownloadInterrupted, match="cannot reach huggingface.co"):
+        download("https://huggingface.co/o/r/resolve/main/vae.safetensors", tmp_path, session=Recorder(),
+                 tokens={"hf": "hf_T"}, retries=1, backoff=0.01, console=False, identify=False)
+    assert len(calls) == 2
+    for kw in calls:
+        assert kw["verify"] is True and kw["allow_redirects"] is False and kw["stream"] is True
+        assert kw["headers"]["Authorization"] == "Bearer hf_T" and kw["auth"] is not None  # no ~/.netrc
+    assert listed(tmp_path) == []

@@ -13,6 +13,11 @@ from urllib.parse import unquote, urlsplit
 from vae_lab.catalog import WEIGHT_EXTENSIONS as ALLOWED_EXTENSIONS
 from vae_lab.errors import DownloadError
 
+# Names Windows reserves for devices, whatever the extension ("nul.safetensors" is the NUL device).
+_WINDOWS_DEVICES = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(1, 10)} | {f"lpt{i}" for i in range(1, 10)}
+MAX_NAME_BYTES = 255
+
+
 def check_filename(name: str) -> str:
     """The name itself if it is a plain weights-file name; else DownloadError."""
     shown = repr(name)
@@ -24,6 +29,8 @@ def check_filename(name: str) -> str:
         raise DownloadError(f"refusing the file name {shown}: hidden files are not listed by the WebUI")
     if any(c in name for c in '<>:"|?*') or any(ord(c) < 32 for c in name):
         raise DownloadError(f"refusing the file name {shown}: it contains characters that are not allowed")
+    if name.split(".")[0].lower() in _WINDOWS_DEVICES or len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise DownloadError(f"refusing the file name {shown}: not a usable file name on every system")
     if not name.lower().endswith(ALLOWED_EXTENSIONS):
         raise DownloadError(
             f"refusing the file name {shown}: a VAE file must end in {', '.join(ALLOWED_EXTENSIONS)}"
@@ -32,7 +39,8 @@ def check_filename(name: str) -> str:
 
 
 def filename_from_content_disposition(value: str | None) -> str | None:
-    """The file name in a Content-Disposition header (RFC 6266 `filename*` preferred), undecoded paths kept."""
+    """The file name in a Content-Disposition header (RFC 6266 `filename*` preferred), as sent:
+    `check_filename` judges it afterwards (so "../x" is refused, not silently flattened)."""
     if not value:
         return None
     star = re.search(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", value, re.I)
