@@ -165,6 +165,21 @@ def test_known_different_family_is_refused(kl_files):
     compare.check_compatible(sd1, lat, None)  # unknown family: allowed
 
 
+def test_request_from_the_last_generation(kl_files):
+    from vae_lab import last_latents
+
+    last_latents.clear()
+    with pytest.raises(VaeLabError, match="generate an image first"):
+        CompareRequest.from_last_latents([kl_files["kl_a"]])
+    lat = torch.randn(2, 4, 8, 8)
+    assert last_latents.store(lat, "sdxl", model_name="m")
+    try:
+        req = CompareRequest.from_last_latents([kl_files["kl_a"]], batch_index=1)
+        assert req.latents_family == "sdxl" and torch.equal(req.latents, lat) and req.batch_index == 1
+    finally:
+        last_latents.clear()
+
+
 def test_progress_and_cancel(kl_files, cache):
     lat = torch.randn(1, 4, 8, 8)
     seen = []
@@ -255,3 +270,23 @@ def test_cache_reuses_and_reloads(kl_files, tmp_path):
         assert len(cache) == 2  # bounded
     finally:
         mp.undo()
+
+
+def test_lpips_column_with_local_weights(photo, kl_files, cache, tmp_path, monkeypatch):
+    from test_metrics import _alexnet_like
+
+    from vae_lab import metrics
+
+    backbone, lin = _alexnet_like(seed=4)
+    torch.save(backbone, tmp_path / "alexnet-owt-7be5be79.pth")
+    torch.save(lin, tmp_path / "alex.pth")
+    res = run_compare(CompareRequest(image=photo, vae_paths=[kl_files["kl_a"]], lpips_dir=str(tmp_path)), load=cache.load)
+    (o,) = res.outcomes
+    assert res.lpips_note is None and o.lpips is not None and o.lpips > 0
+    model, _ = metrics.load_lpips(str(tmp_path))
+    assert o.lpips == pytest.approx(model(photo, o.image))
+    assert f"{o.lpips:.4f}" in res.table()
+    monkeypatch.delenv(metrics.LPIPS_ENV, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    res = run_compare(CompareRequest(image=photo, vae_paths=[kl_files["kl_a"]]), load=cache.load)
+    assert res.outcomes[0].lpips is None and res.lpips_note == metrics.LPIPS_NOTE_MISSING

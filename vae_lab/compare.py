@@ -28,9 +28,8 @@ import json
 import math
 import os
 import threading
-import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from vae_lab.errors import IncompatibleVae, VaeLabError
@@ -65,6 +64,17 @@ class CompareRequest:
     lpips: bool = True  # compute LPIPS when its weights are local
     lpips_dir: str | None = None  # folder with LPIPS weights (else $VAE_LAB_LPIPS_DIR / lpips package)
     device: str | None = None  # device for the VAEs and metrics (default: cuda when present, else cpu)
+
+    @classmethod
+    def from_last_latents(cls, vae_paths, **options) -> "CompareRequest":
+        """A latent-mode request for the last generation's latents (`vae_lab.last_latents`)."""
+        from vae_lab import last_latents
+
+        last = last_latents.get()
+        if last is None:
+            raise VaeLabError("there are no latents from a generation yet: generate an image first, or use a latent file")
+        options.setdefault("latents_family", last.family)
+        return cls(latents=last.latents, vae_paths=list(vae_paths), **options)
 
 
 @dataclass
@@ -149,7 +159,7 @@ class CompareResult:
         for o in self.outcomes:
             if o.error:
                 err = o.error if len(o.error) <= 110 else o.error[:109] + "…"
-                body.append([o.name, o.family or "", "", "", "", "", "", "", err])
+                body.append([o.name, family_label(o.family), "", "", "", "", "", "", err])
                 continue
             prec = o.precision_used or ""
             if o.fallback:
@@ -162,7 +172,7 @@ class CompareResult:
             body.append(
                 [
                     o.name,
-                    o.family or "",
+                    family_label(o.family),
                     prec,
                     _fmt(o.decode_seconds, "{:.2f}"),
                     _fmt(None if o.peak_memory_bytes is None else o.peak_memory_bytes / 2**20, "{:.0f}"),
@@ -268,9 +278,10 @@ class CompareResult:
 def _tile_lines(o: VaeOutcome) -> list[str]:
     if o.error:
         return []
-    first = [o.precision_used or ""]
+    prec = o.precision_used or ""
     if o.fallback:
-        first[0] += f" (after {'/'.join(o.fallback)})"
+        prec += f" (after {'/'.join(o.fallback)})"
+    first = [family_label(o.family), prec]
     if o.decode_seconds is not None:
         first.append(f"{o.decode_seconds:.2f} s")
     if o.tiled:
@@ -288,6 +299,14 @@ def _tile_lines(o: VaeOutcome) -> list[str]:
     return lines
 
 
+def family_label(key: str | None) -> str:
+    """'SDXL' for 'sdxl'; unknown keys as they are; '' for None."""
+    from vae_lab import families
+
+    fam = families.get(key or "")
+    return fam.label if fam else (key or "")
+
+
 def _fmt(v, spec):
     return "" if v is None else spec.format(v)
 
@@ -302,10 +321,12 @@ def _finite_or_none(v):
 class VaeCache:
     """A small LRU of loaded `Vae` objects keyed by (real path, mtime, size, device).
 
-    A changed file (new mtime or size) is loaded again; at most `maxsize` models are kept.
+    A changed file (new mtime or size) is loaded again; at most `maxsize` models are kept
+    (4: a typical comparison of up to four VAEs is not re-read on the next run). Models stay
+    on their device until evicted, so a host that needs the memory back calls `clear()`.
     """
 
-    def __init__(self, maxsize: int = 3):
+    def __init__(self, maxsize: int = 4):
         self.maxsize = maxsize
         self._items: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
@@ -445,186 +466,210 @@ def run_compare(
     `progress(fraction, text)` is called before each step; `cancel` (a callable or a
     `threading.Event`) is checked between steps — when set, the entries not yet run get
     "cancelled" and the result has `cancelled=True`. `load(path)` returns a `Vae`
-    (default: the shared `VaeCache`).
+    (default: the shared `VaeCache`, on `request.device`).
     """
-    import torch
-
     _check_request(request)
     if load is None:
         load = lambda path: _default_cache.load(path, device=request.device)  # noqa: E731
-    req = request
-    paths = [os.fspath(p) for p in req.vae_paths]
-    outcomes = [VaeOutcome(name=_name_of(p), path=p) for p in paths]
-    roundtrip = req.image is not None
-    result = CompareResult(mode="roundtrip" if roundtrip else "latents", outcomes=outcomes)
-    result.settings = {
-        "encoder": req.encoder if roundtrip else None,
-        "precision": req.precision,
-        "tile": req.tile,
-        "reference": req.reference,
-        "batch_index": req.batch_index if not roundtrip else None,
-    }
+    return _Comparison(request, progress, cancel, load).run()
 
-    steps = len(paths) + (1 if (not roundtrip and req.reference) else 0) + (1 if roundtrip and req.encoder != "own" else 0)
-    done = [0]
 
-    def step(text):
-        if _is_cancelled(cancel):
-            raise CompareCancelled("comparison cancelled")
-        if progress is not None:
-            progress(min(done[0] / max(steps, 1), 0.99), text)
-        done[0] += 1
+class _Comparison:
+    """One run of `run_compare`: the steps, in order, and the state they share."""
 
-    vaes: dict[int, Any] = {}
+    def __init__(self, req: CompareRequest, progress, cancel, load):
+        self.req = req
+        self.progress = progress
+        self.cancel = cancel
+        self.load = load
+        self.paths = [os.fspath(p) for p in req.vae_paths]
+        self.roundtrip = req.image is not None
+        self.result = CompareResult(
+            mode="roundtrip" if self.roundtrip else "latents",
+            outcomes=[VaeOutcome(name=_name_of(p), path=p) for p in self.paths],
+            settings={
+                "encoder": req.encoder if self.roundtrip else None,
+                "precision": req.precision,
+                "tile": req.tile,
+                "reference": req.reference,
+                "batch_index": None if self.roundtrip else req.batch_index,
+            },
+        )
+        shared_encode = self.roundtrip and req.encoder != "own"
+        self.steps = len(self.paths) + int(shared_encode) + int(not self.roundtrip and bool(req.reference))
+        self.done = 0
+        self._vaes: dict[int, Any] = {}
+        # what every VAE decodes (round trip with encoder="own": made per VAE instead)
+        self.latents = None
+        self.latents_family = req.latents_family
+        self.size = None
+        self.pixels = None
+        self.encoder_name = None
+        self.encoder_index = None  # which entry's own encoder made the shared latents
+        self.encode_seconds = None
+        self.lpips_model = None
 
-    def get_vae(i):
-        if i not in vaes:
-            try:
-                vaes[i] = load(paths[i])
-            except Exception as err:  # the entry shows it; the others still run
-                vaes[i] = err
-        if isinstance(vaes[i], Exception):
-            raise vaes[i]
-        return vaes[i]
+    # ---- steps
 
-    def describe(o: VaeOutcome, vae):
-        o.name = getattr(vae, "name", None) or o.name
-        o.family = getattr(vae, "family", None)
-        o.kind = getattr(vae, "kind", None)
-
-    try:
-        # ---- the latents every VAE decodes (or, with encoder="own", per VAE)
-        shared_latents = None
-        latents_family = req.latents_family
-        encoder_name = None
-        encode_info = None
-        encoder_error = None
-        if roundtrip:
-            result.reference_image = req.image
-            result.reference_label = "original image"
-            h, w = req.image.shape[:2]
-            size = (h, w)
-            pixels = _from_uint8(req.image)
-            if req.encoder != "own":
-                step("encoding the image")
-                enc_vae, enc_owner = _pick_encoder(req, paths, get_vae, load)
-                er = None
-                if isinstance(enc_vae, str):
-                    encoder_error = enc_vae
-                else:
-                    try:
-                        er = enc_vae.encode(pixels, precision=req.precision, tile=req.tile)
-                    except Exception as err:
-                        encoder_error = f"encoding with {enc_vae.name} failed: {_error_line(err)}"
-                if encoder_error:
-                    for o in outcomes:
-                        o.error = encoder_error
-                else:
-                    shared_latents = er.latents
-                    latents_family = getattr(enc_vae, "family", None)
-                    encoder_name = enc_vae.name
-                    encode_info = (enc_owner, er)
-                    result.settings["encoder_used"] = enc_vae.name
-        else:
-            lat = req.latents
-            if lat.ndim == 3:
-                lat = lat[None]
-            shared_latents = lat[req.batch_index : req.batch_index + 1].detach().to("cpu", torch.float32)
-            latents_family = req.latents_family
-            size = tuple(req.image_size) if req.image_size else None
-            if req.reference:
-                step("decoding the reference in fp32")
-                _reference_decode(result, req, shared_latents, latents_family, load)
+    def run(self) -> CompareResult:
+        res = self.result
+        try:
+            if self.roundtrip:
+                self._prepare_round_trip()
             else:
-                result.metrics_note = "no reference chosen: PSNR/SSIM need a reference VAE in latent mode"
+                self._prepare_latents()
+            self._prepare_lpips()
+            for i, o in enumerate(res.outcomes):
+                if o.error:  # already failed (no encoder could make the latents)
+                    self.done += 1
+                    continue
+                self._step(f"decoding with {o.name}")
+                self._run_one(i, o)
+        except CompareCancelled:
+            res.cancelled = True
+            for o in res.outcomes:
+                if o.image is None and o.error is None:
+                    o.error = "cancelled"
+        self._difference_map()
+        if self.progress is not None:
+            self.progress(1.0, "cancelled" if res.cancelled else "done")
+        return res
 
-        lpips_model = None
-        if req.lpips and result.reference_image is not None:
+    def _step(self, text: str) -> None:
+        if _is_cancelled(self.cancel):
+            raise CompareCancelled("comparison cancelled")
+        if self.progress is not None:
+            self.progress(min(self.done / max(self.steps, 1), 0.99), text)
+        self.done += 1
+
+    def _vae(self, i: int):
+        """The i-th VAE, loaded once per run; a load error is re-raised for each use."""
+        if i not in self._vaes:
+            try:
+                self._vaes[i] = self.load(self.paths[i])
+            except Exception as err:  # the entry shows it; the others still run
+                self._vaes[i] = err
+        if isinstance(self._vaes[i], Exception):
+            raise self._vaes[i]
+        return self._vaes[i]
+
+    def _prepare_round_trip(self) -> None:
+        req, res = self.req, self.result
+        res.reference_image = req.image
+        res.reference_label = "original image"
+        self.size = tuple(req.image.shape[:2])
+        self.pixels = _from_uint8(req.image)
+        if req.encoder == "own":
+            return
+        self._step("encoding the image")
+        vae, index = self._pick_encoder()
+        if isinstance(vae, str):
+            error = vae
+        else:
+            try:
+                er = vae.encode(self.pixels, precision=req.precision, tile=req.tile)
+            except Exception as err:
+                error = f"encoding with {vae.name} failed: {_error_line(err)}"
+            else:
+                self.latents, self.latents_family = er.latents, getattr(vae, "family", None)
+                self.encoder_name, self.encoder_index, self.encode_seconds = vae.name, index, er.seconds
+                res.settings["encoder_used"] = vae.name
+                res.settings["encode_precision"] = er.precision_used
+                return
+        for o in res.outcomes:
+            o.error = error
+
+    def _pick_encoder(self):
+        """(Vae, its index in the list or None), or a one-line reason no encoder can be used.
+
+        "first": the first VAE in the list that loads and has an encoder (normally the first).
+        A path: that file's VAE; when it cannot be used the request is bad (VaeLabError).
+        """
+        req = self.req
+        if req.encoder == "first":
+            reasons = []
+            for i, path in enumerate(self.paths):
+                try:
+                    vae = self._vae(i)
+                except Exception as err:
+                    reasons.append(f"{_name_of(path)}: {_error_line(err)}")
+                    continue
+                if getattr(vae, "has_encoder", True):
+                    return vae, i
+                reasons.append(f"{vae.name} has no encoder")
+            return "no VAE here has an encoder to make latents from the image (" + "; ".join(reasons) + ")", None
+        try:
+            vae = self.load(req.encoder)
+        except Exception as err:
+            raise VaeLabError(f"encoder {req.encoder}: {_error_line(err)}") from None
+        if not getattr(vae, "has_encoder", True):
+            raise VaeLabError(f"encoder {vae.name} has no encoder weights")
+        return vae, None
+
+    def _prepare_latents(self) -> None:
+        import torch
+
+        req = self.req
+        lat = req.latents if req.latents.ndim == 4 else req.latents[None]
+        self.latents = lat[req.batch_index : req.batch_index + 1].detach().to("cpu", torch.float32)
+        self.size = tuple(req.image_size) if req.image_size else None
+        if req.reference:
+            self._step("decoding the reference in fp32")
+            _reference_decode(self.result, req, self.latents, self.latents_family, self.load)
+        else:
+            self.result.metrics_note = "no reference chosen: PSNR/SSIM need a reference VAE in latent mode"
+
+    def _prepare_lpips(self) -> None:
+        if not self.req.lpips:
+            self.result.lpips_note = "LPIPS: off"
+        elif self.result.reference_image is not None:
             from vae_lab.metrics import load_lpips
 
-            lpips_model, result.lpips_note = load_lpips(req.lpips_dir, device=_metrics_device(req, None))
-        elif not req.lpips:
-            result.lpips_note = "LPIPS: off"
+            self.lpips_model, self.result.lpips_note = load_lpips(self.req.lpips_dir, device=_metrics_device(self.req, None))
 
-        # ---- one entry per VAE
-        for i, o in enumerate(outcomes):
-            if roundtrip and encoder_error:
-                done[0] += 1
-                continue
-            step(f"decoding with {o.name}")
-            try:
-                vae = get_vae(i)
-                describe(o, vae)
-                latents, fam = shared_latents, latents_family
-                if roundtrip and req.encoder == "own":
-                    if not getattr(vae, "has_encoder", True):
-                        raise IncompatibleVae(f"{vae.name} has no encoder for its own round trip")
-                    er = vae.encode(pixels, precision=req.precision, tile=req.tile)
-                    latents, fam = er.latents, vae.family
-                    o.encode_seconds = er.seconds
-                    o.encoder = vae.name
-                elif roundtrip:
-                    o.encoder = encoder_name
-                    if encode_info and encode_info[0] == i:
-                        o.encode_seconds = encode_info[1].seconds
-                check_compatible(vae, latents, fam)
-                dr = vae.decode(latents, precision=req.precision, tile=req.tile, size=size)
-                o.image = _to_uint8(dr.images)
-                o.precision_used = dr.precision_used
-                o.fallback = list(dr.fallback or [])
-                o.tiled = bool(dr.tiled)
-                o.decode_seconds = dr.seconds
-                o.peak_memory_bytes = dr.peak_memory_bytes
-            except CompareCancelled:
-                raise
-            except Exception as err:  # one VAE's failure never ends the run
-                o.error = _error_line(err)
-                o.image = None
-                continue
-            _measure(o, result, req, lpips_model, vae)
-    except CompareCancelled:
-        result.cancelled = True
-        for o in outcomes:
-            if o.image is None and o.error is None:
-                o.error = "cancelled"
+    def _run_one(self, i: int, o: VaeOutcome) -> None:
+        """Decode (and with encoder="own", encode) with the i-th VAE; errors stay in its entry."""
+        req = self.req
+        vae = None
+        try:
+            vae = self._vae(i)
+            o.name = getattr(vae, "name", None) or o.name
+            o.family = getattr(vae, "family", None)
+            o.kind = getattr(vae, "kind", None)
+            latents, family = self.latents, self.latents_family
+            if self.roundtrip and req.encoder == "own":
+                if not getattr(vae, "has_encoder", True):
+                    raise IncompatibleVae(f"{vae.name} has no encoder for its own round trip")
+                er = vae.encode(self.pixels, precision=req.precision, tile=req.tile)
+                latents, family = er.latents, getattr(vae, "family", None)
+                o.encoder, o.encode_seconds = vae.name, er.seconds
+            elif self.roundtrip:
+                o.encoder = self.encoder_name
+                if self.encoder_index == i:
+                    o.encode_seconds = self.encode_seconds
+            check_compatible(vae, latents, family)
+            dr = vae.decode(latents, precision=req.precision, tile=req.tile, size=self.size)
+            o.image = _to_uint8(dr.images)
+            o.precision_used = dr.precision_used
+            o.fallback = list(dr.fallback or [])
+            o.tiled = bool(dr.tiled)
+            o.decode_seconds = dr.seconds
+            o.peak_memory_bytes = dr.peak_memory_bytes
+        except Exception as err:  # one VAE's failure never ends the run
+            o.error, o.image = _error_line(err), None
+            return
+        _measure(o, self.result, req, self.lpips_model, vae)
 
-    if req.diff_pair is not None:
+    def _difference_map(self) -> None:
+        req, res = self.req, self.result
+        if req.diff_pair is None:
+            return
         a, b = req.diff_pair
         try:
-            result.diff_image = result.difference_map(a, b, req.diff_gain)
-            result.diff_label = f"|{result._entry(a)[0]} - {result._entry(b)[0]}| x{req.diff_gain:g}"
+            res.diff_image = res.difference_map(a, b, req.diff_gain)
+            res.diff_label = f"|{res._entry(a)[0]} - {res._entry(b)[0]}| x{req.diff_gain:g}"
         except VaeLabError as err:
-            result.diff_label = f"no difference map: {err}"
-    if progress is not None:
-        progress(1.0, "cancelled" if result.cancelled else "done")
-    return result
-
-
-def _pick_encoder(req, paths, get_vae, load):
-    """(Vae, index in the list or None) for the shared round-trip encode, or an error line.
-
-    "first": the first VAE in the list that loads and has an encoder (normally the first).
-    A path: that file's VAE; when it cannot be used the request is bad (VaeLabError).
-    """
-    if req.encoder == "first":
-        reasons = []
-        for i in range(len(paths)):
-            try:
-                vae = get_vae(i)
-            except Exception as err:
-                reasons.append(f"{_name_of(paths[i])}: {_error_line(err)}")
-                continue
-            if getattr(vae, "has_encoder", True):
-                return vae, i
-            reasons.append(f"{vae.name} has no encoder")
-        return "no VAE here has an encoder to make latents from the image (" + "; ".join(reasons) + ")", None
-    try:
-        vae = load(req.encoder)
-    except VaeLabError as err:
-        raise VaeLabError(f"encoder {req.encoder}: {err}") from None
-    if not getattr(vae, "has_encoder", True):
-        raise VaeLabError(f"encoder {vae.name} has no encoder weights")
-    return vae, None
+            res.diff_label = f"no difference map: {err}"
 
 
 def _reference_decode(result, req, latents, latents_family, load):
