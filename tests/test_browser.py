@@ -86,18 +86,23 @@ def server(tmp_path_factory, taef2_pair, sync_playwright):
 
 
 @pytest.fixture(scope="module")
-def page(server, sync_playwright):
+def browser_context(sync_playwright):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         ctx = browser.new_context(viewport={"width": 1500, "height": 1100})
         ctx.route(re.compile(r".*"), lambda route: route.continue_()
                   if re.match(r"^(https?|wss?)://(127\.0\.0\.1|localhost)[:/]", route.request.url)
                   or route.request.url.startswith("data:") else route.abort())
-        pg = ctx.new_page()
-        pg.goto(server)
-        pg.wait_for_selector("#vae_lab_run")
-        yield pg
+        yield ctx
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser_context):
+    pg = browser_context.new_page()
+    pg.goto(server)
+    pg.wait_for_selector("#vae_lab_run")
+    return pg
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +225,30 @@ def test_latents_disable_incompatible_vaes(page, tmp_path):
     assert "flux2.pt: 1×32×8×8" in page.locator("#vae_lab_latent_note").first.inner_text()
     assert not page.locator("#vae_lab_image").is_visible()
     assert page.locator("#vae_lab_reference").is_visible()
+
+
+def test_script_waits_for_the_webuis_onUiLoaded(browser_context):
+    """Inside A1111 the script is a classic <script> in <head>: it must install through
+    `onUiLoaded` and listen on `gradioApp()`, not before the UI exists."""
+    js = (ROOT / "javascript" / "vae_lab.js").read_text()
+    frame = '<div class="vae-lab-frame" style="width:200px;height:200px"><img class="vae-lab-zoom" ' \
+            'src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" style="width:200px;height:200px"></div>'
+    html = f"""<html><head><script>
+        var loaded = [];
+        function onUiLoaded(cb) {{ loaded.push(cb); }}
+        function gradioApp() {{ return document.querySelector('gradio-app'); }}
+        </script><script>{js}</script></head>
+        <body><gradio-app><div class="vae-lab-sync" style="display:flex">{frame}{frame}</div></gradio-app></body></html>"""
+    pg = browser_context.new_page()
+    pg.set_content(html)
+    pg.mouse.move(100, 100)
+    pg.mouse.wheel(0, -300)
+    pg.wait_for_timeout(100)
+    assert all(_scale(t) == 1.0 for t in _transforms(pg, "img.vae-lab-zoom"))  # not installed yet
+    assert pg.evaluate("loaded.length") == 1
+    pg.evaluate("loaded.forEach(cb => cb())")  # what A1111 does once its UI is built
+    pg.mouse.wheel(0, -300)
+    pg.wait_for_function("getComputedStyle(document.querySelector('img.vae-lab-zoom')).transform !== 'none'")
+    t = _transforms(pg, "img.vae-lab-zoom")
+    assert len(set(t)) == 1 and _scale(t[0]) > 1.0
+    pg.close()
