@@ -712,3 +712,50 @@ def test_nowebui_api_builds_the_ui_for_script_defaults(webui):
     runner = webui.scripts.scripts_txt2img
     probe = runner.script("probe")
     assert webui.api_obj.default_script_arg_txt2img[probe.args_from:probe.args_to] == [False, ""]
+
+
+def test_disabled_extension_style_files_and_failing_callbacks(started_webui):
+    w = started_webui
+    w.add_extension("on", {"style.css": "x{}", "scripts/on.py": textwrap.dedent('''
+        from modules import script_callbacks
+        CALLS = []
+        def broken(m):
+            raise ValueError("broken handler")
+        script_callbacks.on_model_loaded(broken)
+        script_callbacks.on_model_loaded(lambda m: CALLS.append("second"))
+    ''')})
+    w.add_extension("off", {"style.css": "y{}", "scripts/off.py": "raise SystemExit('must not be imported')\n"})
+    w.shared.opts.disabled_extensions = ["off"]
+    w.reload_ui()
+    assert [os.path.basename(os.path.dirname(p)) for p in w.scripts.list_files_with_name("style.css")] == ["on"]
+    assert not any(d.path.endswith("off.py") for d in w.scripts.scripts_data)
+    w.sd_vae.reload_vae_weights(vae_file=w.sd_vae.vae_dict["vae-a.safetensors"])
+    mod = next(m for p, m in w.script_loading.loaded_scripts.items() if p.endswith("on.py"))
+    assert mod.CALLS == ["second"], "a raising callback is reported and the next one runs"
+    assert any("on/on.py/model_loaded" in e and "broken handler" in e for e in w.errors.reported)
+
+
+def test_no_hashing_omits_the_vae_hash(webui):
+    webui.add_checkpoint("sd15.safetensors")
+    webui.add_vae("vae-a.safetensors")
+    webui.write_config(sd_vae="vae-a.safetensors")
+    webui.start(["--no-hashing"])
+    text = webui.txt2img().processed.infotexts[0]
+    assert "VAE: vae-a.safetensors" in text and "VAE hash" not in text and "Model hash" not in text
+
+
+def test_saved_png_carries_the_infotext_and_callbacks_can_edit_it(started_webui):
+    from PIL import Image
+    w = started_webui
+    seen = []
+
+    def before(params):
+        seen.append(params.filename)
+        params.pnginfo["parameters"] += ", Extra: yes"
+    w.script_callbacks.on_before_image_saved(before)
+    r = w.txt2img("a cat")
+    assert len(w.images.saved) == 1 and seen == w.images.saved
+    with Image.open(w.images.saved[0]) as im:
+        assert im.info["parameters"] == r.processed.infotexts[0] + ", Extra: yes"
+    assert w.api.text2imgapi({"prompt": "x", "width": 64, "height": 64, "steps": 1})["images"] and len(w.images.saved) == 1, \
+        "the API saves nothing unless save_images"

@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import sys
 import types
 from dataclasses import dataclass

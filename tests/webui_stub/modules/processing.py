@@ -15,17 +15,15 @@ Fake: the sampler. `p.sample()` returns seeded Gaussian latents [B, latent_chann
 from __future__ import annotations
 
 import json
-import os
 import random
-import sys
 
 import numpy as np
 import torch
 from PIL import Image
 
-from modules import devices, errors, extra_networks, images, infotext_utils, lowvram, scripts, sd_hijack, sd_models, sd_samplers_common, sd_vae, shared
+from modules import devices, errors, extra_networks, images, infotext_utils, lowvram, scripts, sd_hijack, sd_models, sd_vae, shared
 from modules.sd_samplers_common import approximation_indexes, decode_first_stage, images_tensor_to_samples
-from modules.shared import cmd_opts, opts, state
+from modules.shared import opts, state
 
 opt_C = 4
 opt_f = 8
