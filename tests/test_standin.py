@@ -759,3 +759,41 @@ def test_saved_png_carries_the_infotext_and_callbacks_can_edit_it(started_webui)
         assert im.info["parameters"] == r.processed.infotexts[0] + ", Extra: yes"
     assert w.api.text2imgapi({"prompt": "x", "width": 64, "height": 64, "steps": 1})["images"] and len(w.images.saved) == 1, \
         "the API saves nothing unless save_images"
+
+
+def test_sd3_ckpt_vae_dir_img2img_api_and_elem_id(webui, astronaut):
+    import base64
+    import io
+    from PIL import Image
+    webui.add_checkpoint("sd3.ckpt", kind="sd3", vae_seed=4)   # pickled {"state_dict": …}
+    extra = webui.root / "more-vaes"
+    webui.add_vae("flux-like.safetensors", kind="sd3", seed=2, folder=extra)
+    with_probe(webui)
+    webui.start(["--vae-dir", str(extra)])
+    m = webui.model
+    assert m.is_sd3 and m.latent_channels == 16 and not hasattr(m, "scale_factor")
+    assert list(webui.sd_vae.vae_dict) == ["flux-like.safetensors"]
+    probe = webui.scripts.scripts_img2img.script("probe")
+    assert probe.elem_id("x") == "script_img2img_probe_x" and probe.tabname == "img2img"
+    buf = io.BytesIO()
+    Image.fromarray(astronaut).resize((64, 64)).save(buf, format="PNG")
+    out = webui.api.img2imgapi({"init_images": [base64.b64encode(buf.getvalue()).decode()], "prompt": "x",
+                                "width": 64, "height": 64, "steps": 1, "denoising_strength": 0.3,
+                                "override_settings": {"sd_vae": "flux-like.safetensors"}})
+    info = json.loads(out["info"])
+    assert info["sd_vae_name"] == "flux-like.safetensors" and len(out["images"]) == 1
+
+
+def test_a_nested_webui_puts_the_previous_stand_in_back(started_webui, tmp_path):
+    from webui_env import FakeWebUI
+    outer_shared = sys.modules["modules.shared"]
+    with pytest.MonkeyPatch.context() as mp:
+        inner = FakeWebUI(tmp_path / "inner", mp)
+        inner.add_checkpoint("other.safetensors")
+        inner.start(ui=False)
+        assert sys.modules["modules.shared"] is not outer_shared
+        assert inner.paths_internal.data_path == str(tmp_path / "inner")
+        inner.close()
+    assert sys.modules["modules.shared"] is outer_shared
+    assert started_webui.paths_internal.data_path == str(started_webui.root)
+    assert started_webui.txt2img().images, "the outer WebUI still works"
