@@ -797,3 +797,17 @@ def test_a_nested_webui_puts_the_previous_stand_in_back(started_webui, tmp_path)
     assert sys.modules["modules.shared"] is outer_shared
     assert started_webui.paths_internal.data_path == str(started_webui.root)
     assert started_webui.txt2img().images, "the outer WebUI still works"
+
+
+def test_sampler_step_callback_can_interrupt(started_webui):
+    w = started_webui
+    steps_seen = []
+
+    def on_step(params):
+        steps_seen.append(params.sampling_step)
+        if params.sampling_step == 2:
+            w.shared.state.interrupt()
+    w.script_callbacks.on_cfg_denoiser(on_step)
+    r = w.txt2img(steps=10, n_iter=3)
+    assert steps_seen == [0, 1, 2], "interrupted inside the first batch's sampling"
+    assert len(r.images) == 1, "that batch is still decoded; the next ones never start"
