@@ -137,7 +137,7 @@ def _start() -> Lab:
     if "modules" in sys.modules and not str(getattr(sys.modules["modules"], "__path__", [""])[0]).startswith(str(STUB)):
         pytest.skip("another WebUI stand-in was imported first")
     root = Path(tempfile.mkdtemp(prefix="vae-lab-webui-"))
-    os.environ["WEBUI_STUB_ARGS"] = f"--data-dir {root}"
+    os.environ["WEBUI_STUB_ARGS"] = f"--data-dir {root} --no-half --no-half-vae"  # fp16 convs on a CPU are slow
     os.environ.setdefault("VAE_LAB_CACHE_DIR", str(root / "vae-lab-cache"))
     if str(STUB) not in sys.path:
         sys.path.insert(0, str(STUB))
