@@ -75,7 +75,7 @@ def _build_data(root: Path) -> None:
     for i, n in enumerate("abc"):
         _save_vae(vae_dir / f"{n}.safetensors", random_kl_state_dict(TINY_KL, seed=20 + i))
     _save_vae(vae_dir / "x16.safetensors", random_kl_state_dict(TINY_KL16, seed=30))
-    _save_vae(vae_dir / "xl_vae.safetensors", random_kl_state_dict(TINY_KL, seed=31), known_as=SDXL_SHA)
+    _save_vae(vae_dir / "sdxl_vae.safetensors", random_kl_state_dict(TINY_KL, seed=31), known_as=SDXL_SHA)
     _save_vae(vae_dir / "mse.safetensors", random_kl_state_dict(TINY_KL, seed=32), known_as=FT_MSE_SHA)
 
 
