@@ -1,0 +1,146 @@
+"""Which precision to run a VAE at, what to fall back to, and what we learned last time.
+
+`auto` means fp16 on CUDA and MPS, bf16 on CPUs with native bf16 matrix units (AMX),
+fp32 on other CPUs (bf16 and fp16 are emulated there and many times slower).
+
+After a half-precision pass, *any* NaN or Inf in the output counts as a failure (the
+WebUI only checks for an all-NaN tensor, which misses partial overflow) and the pass is
+retried at the next safer precision: fp16 -> bf16 (where bf16 is fast) -> fp32.
+Failures are remembered per weights id in a small JSON file so that the next call for
+the same VAE starts at the precision that works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+from vae_lab.errors import VaeLabError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+STATE_FILE = "precision.json"
+
+
+def dtype_of(precision: str):
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+def check_precision(precision: str) -> str:
+    if precision not in ("auto",) + PRECISIONS:
+        raise VaeLabError(f"unknown precision {precision!r} (want auto, fp32, fp16 or bf16)")
+    return precision
+
+
+def _cpu_has_amx_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def bf16_is_fast(device) -> bool:
+    """True where bf16 runs natively: CUDA GPUs with bf16 support, CPUs with AMX."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if dev.type == "cpu":
+        return _cpu_has_amx_bf16()
+    return False
+
+
+def auto_precision(device) -> str:
+    import torch
+
+    dev = torch.device(device)
+    if dev.type in ("cuda", "mps"):
+        return "fp16"
+    return "bf16" if bf16_is_fast(dev) else "fp32"
+
+
+def fallback_chain(precision: str, device) -> list[str]:
+    """The precisions to try, in order, for a request of `precision` on `device`."""
+    check_precision(precision)
+    first = auto_precision(device) if precision == "auto" else precision
+    if first == "fp16":
+        return ["fp16", "bf16", "fp32"] if bf16_is_fast(device) else ["fp16", "fp32"]
+    if first == "bf16":
+        return ["bf16", "fp32"]
+    return ["fp32"]
+
+
+def is_finite(tensor) -> bool:
+    """No NaN and no Inf anywhere (not just "not all NaN")."""
+    import torch
+
+    return bool(torch.isfinite(tensor).all())
+
+
+def default_state_dir() -> Path:
+    env = os.environ.get("VAE_LAB_STATE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "vae_lab"
+
+
+class PrecisionMemory:
+    """weights id -> precisions that failed (per operation), kept in `<state dir>/precision.json`.
+
+    The file is small and human-readable; a missing or corrupt file is treated as
+    empty (and rewritten on the next failure), never as an error.
+    """
+
+    _lock = threading.Lock()
+
+    def __init__(self, state_dir=None):
+        self.path = Path(state_dir or default_state_dir()) / STATE_FILE
+
+    def _read(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def failed(self, weights_id: str | None, op: str) -> list[str]:
+        if not weights_id:
+            return []
+        entry = self._read().get(weights_id, {})
+        bad = entry.get(op, []) if isinstance(entry, dict) else []
+        return [p for p in bad if p in PRECISIONS]
+
+    def record(self, weights_id: str | None, op: str, failed: list[str], worked: str) -> None:
+        """Remember that `failed` gave NaN/Inf and `worked` was finite for this VAE."""
+        if not weights_id or not failed:
+            return
+        with self._lock:
+            data = self._read()
+            entry = data.get(weights_id) if isinstance(data.get(weights_id), dict) else {}
+            entry[op] = sorted(set(entry.get(op, [])) | set(failed))
+            entry[f"{op}_works"] = worked
+            entry["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            data[weights_id] = entry
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+                os.replace(tmp, self.path)
+            except OSError:
+                pass  # a read-only cache dir costs a retry next time, nothing more
+
+    def forget(self, weights_id: str) -> None:
+        with self._lock:
+            data = self._read()
+            if data.pop(weights_id, None) is not None:
+                self.path.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
