@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from webui_lab import AS_IN_SETTINGS, lab, make_p, run_p, vae_weights  # noqa: F401
+from webui_lab import AS_IN_SETTINGS, lab, make_p, run_p, vae_weights, webui  # noqa: F401
 
 
 def test_settings_section_and_token_fields(lab):
