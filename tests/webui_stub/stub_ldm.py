@@ -5,9 +5,10 @@ Here one small `nn.Module` plays both: it carries a fake "unet" (one conv, only 
 have more than VAE keys) and a *real* kl-f8 `first_stage_model` in the LDM layout, so decoded
 pixels really depend on the VAE weights that are loaded into it.
 
-The autoencoder comes from the engine's `vae_lab.models.kl` when that module exists; until then
-(or if its interface differs) `_PlaceholderKL` below, which has the same parameter names
-(`vae_lab.arch.kl_expected_shapes`) and the LDM forward pass, is used.
+The autoencoder is the engine's `vae_lab.models.kl.AutoencoderKL` (the LDM module names), given
+ldm's interface on top: `encode(x)` returns a `DiagonalGaussian` (`.sample()`, `.mode()`), as
+`ldm.models.autoencoder.AutoencoderKL.encode` does, and `.dtype`. If that module cannot be
+imported, `_PlaceholderKL` below (same parameter names and forward pass) stands in for it.
 
 Every `.to()` on the model is recorded in `to_calls` so tests can tell the WebUI's VAE reload
 (which moves the whole model CPU <-> device) from an extension's in-place swap (which does not).
@@ -191,9 +192,33 @@ class _PlaceholderKL(nn.Module):
         return self.decoder(z)
 
 
+def _ldm_interface(engine_cls):
+    class LdmAutoencoderKL(engine_cls):
+        """The engine's kl-f8 model with ldm's `encode -> distribution` and `.dtype`."""
+
+        @property
+        def dtype(self):
+            return next(self.parameters()).dtype
+
+        def encode(self, x):
+            moments = self.encoder.tail(self.encoder.head(x))
+            if self.arch.use_quant_conv:
+                moments = self.quant_conv(moments)
+            return DiagonalGaussian(moments)
+
+    return LdmAutoencoderKL
+
+
+try:
+    from vae_lab.models.kl import AutoencoderKL as _EngineKL
+    _AutoencoderKL = _ldm_interface(_EngineKL)
+except ImportError:  # the engine's model is not there: same names, own forward pass
+    _AutoencoderKL = _PlaceholderKL
+
+
 def build_autoencoder(arch: KLArch) -> nn.Module:
     """A kl-f8 autoencoder with `.encode(x)` (a distribution) and `.decode(z)`, LDM parameter names."""
-    return _PlaceholderKL(arch)
+    return _AutoencoderKL(arch)
 
 
 # ---------------------------------------------------------------------------------------------
