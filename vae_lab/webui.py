@@ -746,8 +746,9 @@ class VaeLabScript(scripts.Script):
             return gr.update(choices=vae_choices()), gr.update(choices=extra_choices()), current_status()
 
         refresh.click(fn=do_refresh, inputs=[], outputs=[vae, also, info])
-        self.infotext_fields = [(enabled, lambda d: bool(d.get("VAE"))), (vae, _paste_vae)]
-        self.paste_field_names = ["VAE"]
+        if not self.infotext_fields:  # the API calls ui() again in a throwaway Blocks: keep the real ones
+            self.infotext_fields = [(enabled, lambda d: bool(d.get("VAE"))), (vae, _paste_vae)]
+            self.paste_field_names = ["VAE"]
         return [enabled, vae, also]
 
     def before_process(self, p, *args):

@@ -1,0 +1,266 @@
+"""VAE Lab inside the WebUI stand-in: full generations through the real hook order.
+
+Every test drives `processing.process_images` (or the txt2img / API entry points, which close
+`p` like the WebUI does) with the extension loaded from its folder by `scripts.load_scripts`.
+VAE files are tiny random kl-f8 models, so the decoded pixels really depend on which VAE
+decoded them.
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+
+import pytest
+import torch
+
+from webui_lab import AS_IN_SETTINGS, file_sha256, images_equal, lab, make_p, run_p, vae_weights  # noqa: F401
+
+
+def _infotext_vae(text: str) -> tuple[str | None, str | None]:
+    from modules import infotext_utils
+
+    params = infotext_utils.parse_generation_parameters(text)
+    return params.get("VAE"), params.get("VAE hash")
+
+
+# --- per-generation VAE ---------------------------------------------------------------------
+
+
+def test_per_generation_vae_is_used_for_that_generation_only(lab):
+    from modules import sd_vae, shared
+
+    model = shared.sd_model
+    own = vae_weights(model)
+    moves_before = len(model.to_calls)
+
+    res = run_p(make_p(lab, True, "b.safetensors", [], seed=7))
+    vae, short = _infotext_vae(res.infotexts[0])
+    assert (vae, short) == ("b.safetensors", file_sha256(lab.vae("b"))[:10])
+    assert res.sd_vae_name == "b.safetensors"
+
+    # the previous VAE (the checkpoint's own) is back, bit for bit, and bookkeeping agrees
+    assert sd_vae.loaded_vae_file is None and model.loaded_vae_file is None
+    assert all(torch.equal(v, own[k]) for k, v in vae_weights(model).items())
+    assert len(model.to_calls) == moves_before  # swapped in place: the model never moved
+
+    # the images are what the WebUI itself makes with b selected in Settings
+    lab.set_sd_vae("b.safetensors")
+    ref = run_p(make_p(lab, False, AS_IN_SETTINGS, [], seed=7))
+    assert images_equal(res.images[0], ref.images[0])
+    lab.set_sd_vae("Automatic")
+    plain = run_p(make_p(lab, False, AS_IN_SETTINGS, [], seed=7))
+    assert not images_equal(res.images[0], plain.images[0])
+
+
+def test_restored_when_generation_raises(lab, monkeypatch):
+    from modules import processing, sd_vae, shared
+
+    lab.set_sd_vae("a.safetensors")
+    a_weights = vae_weights(shared.sd_model)
+
+    def boom(self, *args, **kwargs):
+        raise RuntimeError("sampler exploded")
+
+    monkeypatch.setattr(processing.StableDiffusionProcessingTxt2Img, "sample", boom)
+    p = make_p(lab, True, "b.safetensors", [])
+    with pytest.raises(RuntimeError, match="sampler exploded"):
+        with closing(p):
+            processing.process_images(p)
+    assert sd_vae.loaded_vae_file == lab.vae("a")
+    assert all(torch.equal(v, a_weights[k]) for k, v in vae_weights(shared.sd_model).items())
+
+
+def test_restored_after_interrupt(lab, monkeypatch):
+    from modules import processing, sd_vae, shared
+
+    original = processing.StableDiffusionProcessingTxt2Img.sample
+    calls = []
+
+    def sample_then_interrupt(self, *args, **kwargs):
+        calls.append(1)
+        out = original(self, *args, **kwargs)
+        shared.state.interrupt()
+        return out
+
+    monkeypatch.setattr(processing.StableDiffusionProcessingTxt2Img, "sample", sample_then_interrupt)
+    res = run_p(make_p(lab, True, "b.safetensors", [], n_iter=3))
+    assert len(calls) == 1 and len(res.images) == 1
+    assert sd_vae.loaded_vae_file is None
+
+
+def test_leftover_swap_is_undone_by_the_next_generation(lab):
+    from modules import processing, sd_vae
+
+    p = make_p(lab, True, "b.safetensors", [])
+    p.scripts.before_process(p)  # a caller that never finishes nor closes p
+    assert sd_vae.loaded_vae_file == lab.vae("b")
+    res = run_p(make_p(lab, False, AS_IN_SETTINGS, []))
+    assert _infotext_vae(res.infotexts[0]) == (None, None)
+    assert sd_vae.loaded_vae_file is None
+    assert processing  # noqa
+
+
+def test_unknown_vae_name_is_a_clear_comment_and_changes_nothing(lab):
+    from modules import sd_vae
+
+    res = run_p(make_p(lab, True, "nope.safetensors", []))
+    assert any("unknown VAE 'nope.safetensors'" in c for c in res.comments.splitlines())
+    assert sd_vae.loaded_vae_file is None
+
+
+def test_stale_webui_hash_is_replaced(lab):
+    """WebUI pitfall 9: its VAE hash cache title is shared, so a second VAE gets the first's hash."""
+    lab.set_sd_vae("a.safetensors")
+    run_p(make_p(lab, False, AS_IN_SETTINGS, []))
+    lab.set_sd_vae("b.safetensors")
+    res = run_p(make_p(lab, False, AS_IN_SETTINGS, []))
+    assert _infotext_vae(res.infotexts[0]) == ("b.safetensors", file_sha256(lab.vae("b"))[:10])
+
+
+# --- infotext, paste, API -------------------------------------------------------------------
+
+
+def _pasted(script, params) -> list:
+    """What "paste parameters" puts into each of the script's infotext fields."""
+    out = []
+    for _, key in script.infotext_fields:
+        v = key(params) if callable(key) else params.get(key)
+        out.append(v.get("value") if isinstance(v, dict) else v)
+    return out
+
+
+def test_paste_parameters_restore_the_choice(lab):
+    from modules import infotext_utils, scripts
+
+    script = lab.script("txt2img")
+    enabled, vae = script.infotext_fields[0][0], script.infotext_fields[1][0]
+    assert [c for c, _ in script.infotext_fields] == [enabled, vae]
+    # the tab's paste fields include the accordion's (so "VAE" is not also offered as an override chip)
+    assert {id(c) for c, _ in scripts.scripts_txt2img.infotext_fields} >= {id(enabled), id(vae)}
+    assert "VAE" in script.paste_field_names
+
+    res = run_p(make_p(lab, True, "c.safetensors", []))
+    params = infotext_utils.parse_generation_parameters(res.infotexts[0])
+    assert _pasted(script, params) == [True, "c.safetensors"]
+
+    # a name the list lacks is found by its hash (a renamed copy), else "As in Settings"
+    params["VAE"] = "renamed.safetensors"
+    from modules import hashes
+
+    hashes.sha256(lab.vae("c"), "vae/c.safetensors")  # the WebUI has hashed it at some point
+    assert _pasted(script, params) == [True, "c.safetensors"]
+    params["VAE hash"] = "0000000000"
+    assert _pasted(script, params) == [True, AS_IN_SETTINGS]
+
+    plain = infotext_utils.parse_generation_parameters("a cat\nSteps: 2, Seed: 1, Size: 64x64")
+    assert _pasted(script, plain) == [False, AS_IN_SETTINGS]
+
+
+def test_api_alwayson_scripts(lab):
+    from modules import sd_vae
+
+    out = lab.api.text2imgapi({
+        "prompt": "a cat", "steps": 2, "width": 64, "height": 64, "batch_size": 2, "seed": 3,
+        "alwayson_scripts": {"vae lab": {"args": [True, "b.safetensors", ["c.safetensors"]]}},
+    })
+    import json
+
+    info = json.loads(out["info"])
+    assert len(out["images"]) == 4
+    assert [_infotext_vae(t)[0] for t in info["infotexts"]] == ["b.safetensors", "c.safetensors"] * 2
+    assert info["sd_vae_name"] == "b.safetensors"
+    assert sd_vae.loaded_vae_file is None
+
+    # no args: the UI defaults (accordion closed) -> nothing changes
+    out = lab.api.text2imgapi({"prompt": "a cat", "steps": 2, "width": 64, "height": 64,
+                               "alwayson_scripts": {"VAE Lab": {}}})
+    assert _infotext_vae(json.loads(out["info"])["infotexts"][0]) == (None, None)
+
+
+# --- decode once, compare many --------------------------------------------------------------
+
+
+def test_also_decode_with_samples_once(lab, monkeypatch):
+    from modules import processing, sd_vae
+
+    from vae_lab import last_latents
+
+    original = processing.StableDiffusionProcessingTxt2Img.sample
+    calls = []
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(processing.StableDiffusionProcessingTxt2Img, "sample", counting)
+    res = run_p(make_p(lab, True, "a.safetensors", ["b.safetensors", "None", "x16.safetensors"], batch_size=2, seed=11))
+    assert len(calls) == 1
+    # per sample: main (a), then b, then the checkpoint's own VAE; x16 refused with a comment
+    assert len(res.images) == 6
+    names = [_infotext_vae(t) for t in res.infotexts]
+    assert names == [
+        ("a.safetensors", file_sha256(lab.vae("a"))[:10]),
+        ("b.safetensors", file_sha256(lab.vae("b"))[:10]),
+        (None, None),
+    ] * 2
+    assert "VAE Lab: extra decode" in res.infotexts[1] and "VAE Lab" not in res.infotexts[0]
+    assert "16-channel" in res.comments
+    seeds = [processing_seed(t) for t in res.infotexts]
+    assert seeds[0] == seeds[1] == seeds[2] and seeds[3] == seeds[4] == seeds[5] and seeds[0] != seeds[3]
+    assert sd_vae.loaded_vae_file is None
+
+    # each extra image is exactly what a generation with that VAE makes from the same seed
+    monkeypatch.setattr(processing.StableDiffusionProcessingTxt2Img, "sample", original)
+    with_b = run_p(make_p(lab, True, "b.safetensors", [], batch_size=2, seed=11))
+    own = run_p(make_p(lab, False, AS_IN_SETTINGS, [], batch_size=2, seed=11))
+    assert images_equal(res.images[1], with_b.images[0]) and images_equal(res.images[4], with_b.images[1])
+    assert images_equal(res.images[2], own.images[0]) and images_equal(res.images[5], own.images[1])
+    assert not images_equal(res.images[0], res.images[1])
+
+    last = last_latents.get()
+    assert last is not None and tuple(last.latents.shape) == (2, 4, 8, 8) and last.family == "sd1"
+
+
+def processing_seed(text: str) -> str:
+    from modules import infotext_utils
+
+    return infotext_utils.parse_generation_parameters(text)["Seed"]
+
+
+def test_also_decode_with_hires_fix_is_skipped_with_a_note(lab):
+    res = run_p(make_p(lab, True, AS_IN_SETTINGS, ["b.safetensors"], enable_hr=True, hr_scale=2.0,
+                       hr_upscaler="Latent"))
+    assert len(res.images) == 1
+    assert "hires fix already decoded them" in res.comments
+
+
+# --- RAM cache ------------------------------------------------------------------------------
+
+
+def test_second_swap_reads_no_disk_and_cache_stays_within_budget(lab, monkeypatch):
+    import vae_lab.loading as loading
+    import vae_lab.webui as w
+
+    reads = []
+    real = loading.load_vae_file
+
+    def counting(path, *a, **kw):
+        reads.append(path)
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(loading, "load_vae_file", counting)
+    w.ram_cache().clear()
+    run_p(make_p(lab, True, "a.safetensors", []))
+    run_p(make_p(lab, True, "b.safetensors", []))
+    run_p(make_p(lab, True, "a.safetensors", []))
+    run_p(make_p(lab, True, "b.safetensors", []))
+    assert sorted(reads) == sorted([lab.vae("a"), lab.vae("b")])  # each file read once
+
+    one = w.ram_cache().total_bytes // 2
+    lab.set_opt("vae_lab_ram_cache_mb", max(1, one // (1024 * 1024) + 1))  # room for one VAE only
+    reads.clear()
+    run_p(make_p(lab, True, "a.safetensors", []))
+    run_p(make_p(lab, True, "b.safetensors", []))
+    assert w.ram_cache().total_bytes <= w.ram_cache().budget
+    assert len(w.ram_cache().paths()) == 1
+    assert w.ram_cache().stats.evictions >= 1
