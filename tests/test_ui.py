@@ -382,3 +382,19 @@ def test_runs_wait_for_the_hosts_lock_and_keep_few_download_folders(context, vae
     import os
 
     assert len(os.listdir(logic._out_root)) == 2
+
+
+def test_refresh_lists_new_files_and_forgets_removed_ones(tmp_path):
+    from safetensors.torch import save_file
+
+    from factories import TINY_KL, random_kl_state_dict
+
+    logic = ui.TabLogic(ui.UiContext(vae_dirs=[str(tmp_path)]))
+    vaes_u, ref_u = logic.refresh(ui.SOURCE_IMAGE, None, [])
+    assert vaes_u["choices"] == []
+    save_file(random_kl_state_dict(TINY_KL, seed=5), str(tmp_path / "new.safetensors"))
+    vaes_u, _ = logic.refresh(ui.SOURCE_IMAGE, None, [])
+    assert [p for _, p in vaes_u["choices"]] == [str(tmp_path / "new.safetensors")]
+    (tmp_path / "new.safetensors").unlink()
+    vaes_u, _ = logic.refresh(ui.SOURCE_IMAGE, None, [str(tmp_path / "new.safetensors")])
+    assert vaes_u["choices"] == [] and vaes_u["value"] == []
