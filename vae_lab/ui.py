@@ -219,7 +219,12 @@ def load_latent_input(source, latent_file, context: UiContext):
         raise VaeLabError("choose a latent file (.safetensors or .pt)")
     from vae_lab import latents as latent_files
 
-    t, meta = latent_files.load_latents(path)
+    try:
+        t, meta = latent_files.load_latents(path)
+    except VaeLabError:
+        raise
+    except Exception as err:  # never let a bad upload break the tab: one line, like every error
+        raise VaeLabError(f"{os.path.basename(path)}: could not read latents ({type(err).__name__}: {err})") from None
     family = meta.get("family") or None
     b, c, h, w = t.shape
     return t, family, f"{os.path.basename(path)}: {b}×{c}×{h}×{w}" + (f" ({family})" if family else "")
