@@ -7,6 +7,7 @@ WebUI's real startup order (scripts, VAE list, model load, UI).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from contextlib import closing
@@ -53,6 +54,17 @@ def _save_vae(path: Path, sd: dict, *, known_as: str | None = None) -> None:
     save_file(sd, str(path), metadata=meta)
 
 
+@functools.lru_cache(maxsize=16)
+def _cached_vae(arch, seed):
+    from factories import random_kl_state_dict
+
+    return random_kl_state_dict(arch, seed=seed)
+
+
+def _random_vae(arch, seed):
+    return dict(_cached_vae(arch, seed))
+
+
 class Lab:
     """The stand-in WebUI (`webui_env.FakeWebUI`) with VAE Lab installed and tiny VAEs.
 
@@ -66,8 +78,9 @@ class Lab:
         self.root = webui.root
 
     def build(self):
-        from factories import TINY_KL, TINY_KL16, random_kl_state_dict
+        from factories import TINY_KL, TINY_KL16
 
+        random_kl_state_dict = _random_vae  # noqa: N806
         w = self.webui
         w.add_checkpoint("sd15.safetensors", kind="sd1", vae_seed=101)
         w.add_checkpoint("xl.safetensors", kind="sdxl", vae_seed=102)

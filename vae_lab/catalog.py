@@ -12,7 +12,9 @@ recognise files; they are just not offered for download.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -201,3 +203,78 @@ def known_by_sha256(hexdigest: str) -> CatalogEntry | None:
         hits = short.get(h, [])
         return hits[0] if len(hits) == 1 else None
     return None
+
+
+# --------------------------------------------------------------------------- what a folder already has
+
+
+def _hash_cache():
+    """The identify module's shared (path, size, mtime) → SHA-256 cache, or None without it."""
+    global _HASH_CACHE
+    if _HASH_CACHE is None:
+        try:
+            from vae_lab.identify import HashCache
+        except ImportError:
+            return None
+        _HASH_CACHE = HashCache()
+    return _HASH_CACHE
+
+
+_HASH_CACHE = None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Full-file SHA-256 through identify's hash cache: a folder of 335 MB files is hashed once."""
+    cache = _hash_cache()
+    if cache is not None:
+        from vae_lab.identify import file_sha256 as cached
+
+        return cached(os.fspath(path), cache)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(4 << 20)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def remember_sha256(path: str | os.PathLike, digest: str) -> None:
+    """Seed the hash cache with a hash computed while downloading (no second pass over the file)."""
+    cache = _hash_cache()
+    if cache is not None:
+        try:
+            cache.put("sha256", [os.fspath(path)], digest)
+        except OSError:
+            pass
+
+
+def local_files(folder: str | os.PathLike) -> list[str]:
+    """Weight files under `folder`, recursively (hidden files and folders, e.g. partials, skipped)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and name.lower().endswith(WEIGHT_EXTENSIONS):
+                found.append(os.path.join(root, name))
+    return found
+
+
+def presence(folder: str | os.PathLike) -> tuple[dict[str, list[str]], list[str]]:
+    """({entry id: [paths]}, [weight files the catalog does not know]), matched by SHA-256, never by name."""
+    present: dict[str, list[str]] = {}
+    unknown: list[str] = []
+    if not os.path.isdir(folder):
+        return present, unknown
+    for path in local_files(folder):
+        try:
+            digest = file_sha256(path)
+        except OSError:
+            continue
+        entry = known_by_sha256(digest)
+        if entry is None:
+            unknown.append(path)
+        else:
+            present.setdefault(entry.id, []).append(path)
+    return present, unknown

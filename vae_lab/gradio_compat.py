@@ -1,0 +1,54 @@
+"""Gradio 3.41 (A1111) and Gradio 4 (Forge) differences, kept in one place.
+
+A1111 1.10 pins Gradio 3.41.2 (`source=`, `_js=`, `Component.update`); Forge runs Gradio 4
+(`sources=[…]`, `js=`, only `gr.update`). The tab calls these helpers instead of spelling
+either dialect, so the same code builds under both.
+"""
+
+from __future__ import annotations
+
+
+def gradio_major() -> int:
+    import gradio as gr
+
+    try:
+        return int(str(gr.__version__).split(".")[0])
+    except ValueError:  # an odd dev build: assume the newer API
+        return 4
+
+
+def js_kwargs(js: str | None) -> dict:
+    """The keyword that attaches browser-side code to an event listener."""
+    if not js:
+        return {}
+    return {"_js": js} if gradio_major() < 4 else {"js": js}
+
+
+def upload_image(**kwargs):
+    """An image input that only takes uploads (no webcam/clipboard/editor)."""
+    import gradio as gr
+
+    if gradio_major() < 4:
+        return gr.Image(source="upload", **kwargs)
+    return gr.Image(sources=["upload"], **kwargs)
+
+
+def update(**kwargs):
+    """`gr.update(...)`, which both versions have (`Component.update` is gone in 4)."""
+    import gradio as gr
+
+    return gr.update(**kwargs)
+
+
+def enable_queue(blocks, concurrency: int = 1):
+    """Turn on the queue (needed for progress bars and to keep the page responsive)."""
+    if gradio_major() < 4:
+        return blocks.queue(concurrency_count=concurrency)
+    return blocks.queue(default_concurrency_limit=concurrency)
+
+
+def file_output(**kwargs):
+    """A read-only file list for downloads."""
+    import gradio as gr
+
+    return gr.File(file_count="multiple", interactive=False, **kwargs)
