@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from webui_lab import AS_IN_SETTINGS, lab, make_p, run_p, vae_weights, webui  # noqa: F401
+from webui_lab import AS_IN_SETTINGS, lab, make_p, run_p, vae_weights  # noqa: F401
 
 
 def test_settings_section_and_token_fields(lab):
@@ -44,7 +44,7 @@ def test_preferred_vae_applied_when_checkpoint_loads(lab):
     saved = json.loads(open(w.preferences().path).read())
     assert saved["checkpoints"] == {"sd15.safetensors": "b.safetensors"}
 
-    lab.load_checkpoint("xl")
+    lab.load_checkpoint("sdxl_base")
     assert sd_vae.loaded_vae_file is None  # no preference for the SDXL checkpoint
     moves = len(shared.sd_model.to_calls)
     model = lab.load_checkpoint("sd15")
@@ -64,18 +64,18 @@ def test_webui_precedence_is_kept(lab):
 
     w.set_checkpoint_preference("b.safetensors")
     lab.set_sd_vae("a.safetensors")  # a specific SD VAE outranks per-model preferences (WebUI default)
-    lab.load_checkpoint("xl")
+    lab.load_checkpoint("sdxl_base")
     lab.load_checkpoint("sd15")
     assert sd_vae.loaded_vae_file == lab.vae("a")
     assert "outranked by Settings > SD VAE (a.safetensors)" in w.current_status()
 
     lab.set_opt("sd_vae_overrides_per_model_preferences", False)  # now the preference wins
-    lab.load_checkpoint("xl")
+    lab.load_checkpoint("sdxl_base")
     lab.load_checkpoint("sd15")
     assert sd_vae.loaded_vae_file == lab.vae("b")
 
     lab.set_opt("vae_lab_auto_checkpoint_vae", False)  # turned off: the WebUI's own choice
-    lab.load_checkpoint("xl")
+    lab.load_checkpoint("sdxl_base")
     lab.load_checkpoint("sd15")
     assert sd_vae.loaded_vae_file == lab.vae("a")
 
@@ -101,21 +101,21 @@ def test_wrong_family_refused_and_model_keeps_its_vae(lab):
     lab.set_sd_vae("a.safetensors")
     before = vae_weights(shared.sd_model)
     # the SDXL VAE (identified as such) on the SD1 model: refused, generation runs with a
-    res = run_p(make_p(lab, True, "sdxl_vae.safetensors", []))
+    res = run_p(make_p(lab, True, "xl_vae.safetensors", []))
     assert "SDXL VAE but the loaded model is SD1/SD2" in res.comments
     assert "VAE: a.safetensors" in res.infotexts[0]
     assert all(torch.equal(v, before[k]) for k, v in vae_weights(shared.sd_model).items())
     with pytest.raises(IncompatibleVae, match="SDXL VAE"):
-        w.set_checkpoint_preference("sdxl_vae.safetensors")
+        w.set_checkpoint_preference("xl_vae.safetensors")
     assert w.preferences().get("sd15.safetensors") is None
 
     # the right family on the right model is fine; an SD1 VAE on the SDXL model is refused
     lab.set_sd_vae("Automatic")
-    lab.load_checkpoint("xl")
-    assert w.swap_vae(shared.sd_model, lab.vae("sdxl_vae"), source="test")
+    lab.load_checkpoint("sdxl_base")
+    assert w.swap_vae(shared.sd_model, lab.vae("xl_vae"), source="test")
     with pytest.raises(IncompatibleVae, match="SD1/SD2 VAE but the loaded model is SDXL"):
         w.swap_vae(shared.sd_model, lab.vae("mse"), source="test")
-    assert sd_vae.loaded_vae_file == lab.vae("sdxl_vae")
+    assert sd_vae.loaded_vae_file == lab.vae("xl_vae")
 
     # refusing can be turned off: then it is a warning
     lab.set_opt("vae_lab_refuse_wrong_family", False)

@@ -13,7 +13,7 @@ from contextlib import closing
 import pytest
 import torch
 
-from webui_lab import AS_IN_SETTINGS, file_sha256, images_equal, lab, make_p, run_p, vae_weights, webui  # noqa: F401
+from webui_lab import AS_IN_SETTINGS, file_sha256, images_equal, lab, make_p, run_p, vae_weights  # noqa: F401
 
 
 def _infotext_vae(text: str) -> tuple[str | None, str | None]:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from webui_env import webui  # noqa: F401  (the fixture `lab` builds on)
+from webui_env import FakeWebUI
 
 AS_IN_SETTINGS = "As in Settings"
 
@@ -68,8 +68,9 @@ def _random_vae(arch, seed):
 class Lab:
     """The stand-in WebUI (`webui_env.FakeWebUI`) with VAE Lab installed and tiny VAEs.
 
-    Checkpoints: sd15 (SD1) and xl (SDXL). VAEs in models/VAE: a, b, c (random, unknown
-    family), x16 (16 latent channels), sdxl_vae and mse (identified as the catalog's SDXL VAE
+    Checkpoints: sd15 (SD1) and sdxl_base (SDXL); neither name is a prefix of a VAE's (the
+    WebUI pairs VAEs with checkpoints by prefix). VAEs in models/VAE: a, b, c (random, unknown
+    family), x16 (16 latent channels), xl_vae and mse (identified as the catalog's SDXL VAE
     and SD ft-MSE through `convert`'s source metadata).
     """
 
@@ -83,11 +84,11 @@ class Lab:
         random_kl_state_dict = _random_vae  # noqa: N806
         w = self.webui
         w.add_checkpoint("sd15.safetensors", kind="sd1", vae_seed=101)
-        w.add_checkpoint("xl.safetensors", kind="sdxl", vae_seed=102)
+        w.add_checkpoint("sdxl_base.safetensors", kind="sdxl", vae_seed=102)
         for i, n in enumerate("abc"):
             _save_vae(w.vae_dir / f"{n}.safetensors", random_kl_state_dict(TINY_KL, seed=20 + i))
         _save_vae(w.vae_dir / "x16.safetensors", random_kl_state_dict(TINY_KL16, seed=30))
-        _save_vae(w.vae_dir / "sdxl_vae.safetensors", random_kl_state_dict(TINY_KL, seed=31), known_as=SDXL_SHA)
+        _save_vae(w.vae_dir / "xl_vae.safetensors", random_kl_state_dict(TINY_KL, seed=31), known_as=SDXL_SHA)
         _save_vae(w.vae_dir / "mse.safetensors", random_kl_state_dict(TINY_KL, seed=32), known_as=FT_MSE_SHA)
         w.link_repo()
         # fp32 VAE too: fp16 convolutions on a CPU are slow and add nothing here
@@ -97,6 +98,10 @@ class Lab:
     @property
     def api(self):
         return self.webui.api
+
+    @property
+    def demo(self):
+        return self.webui.demo
 
     def vae(self, name: str) -> str:
         return os.path.abspath(self.webui.vae_dir / f"{name}.safetensors")
@@ -124,9 +129,15 @@ class Lab:
 
 
 @pytest.fixture
-def lab(webui, monkeypatch, tmp_path):
+def lab(monkeypatch, tmp_path):
+    """A started stand-in WebUI with VAE Lab (the `webui` fixture's FakeWebUI, built here so a
+    test module needs to import only `lab`)."""
     monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path / "vae-lab-cache"))
-    return Lab(webui).build()
+    fake = FakeWebUI(tmp_path / "webui", monkeypatch)
+    try:
+        yield Lab(fake).build()
+    finally:
+        fake.close()
 
 
 def make_p(lab: Lab, enabled, vae, also, *, tab: str = "txt2img", **kwargs):
@@ -161,4 +172,4 @@ def run_p(p):
         shared.state.end()
 
 
-__all__ = ["AS_IN_SETTINGS", "Lab", "file_sha256", "images_equal", "lab", "make_p", "run_p", "vae_weights", "webui"]
+__all__ = ["AS_IN_SETTINGS", "Lab", "file_sha256", "images_equal", "lab", "make_p", "run_p", "vae_weights"]
