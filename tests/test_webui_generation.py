@@ -264,3 +264,39 @@ def test_second_swap_reads_no_disk_and_cache_stays_within_budget(lab, monkeypatc
     assert w.ram_cache().total_bytes <= w.ram_cache().budget
     assert len(w.ram_cache().paths()) == 1
     assert w.ram_cache().stats.evictions >= 1
+
+
+# --- the tabs' own entry points -------------------------------------------------------------
+
+
+def test_img2img_encodes_and_decodes_with_the_generation_vae(lab, astronaut):
+    from PIL import Image
+
+    from modules import sd_vae
+
+    init = Image.fromarray(astronaut).resize((64, 64))
+    w = lab.webui
+    torch.manual_seed(0)  # the encoder samples its latent distribution with the global RNG
+    chosen = w.img2img(init, seed=5, scripts={"VAE Lab": [True, "b.safetensors", []]})
+    assert "VAE: b.safetensors" in chosen.processed.infotexts[0]
+    assert sd_vae.loaded_vae_file is None  # restored after the generation
+    lab.set_sd_vae("b.safetensors")
+    torch.manual_seed(0)
+    ref = w.img2img(init, seed=5)
+    assert images_equal(chosen.images[0], ref.images[0])  # init image encoded by b as well
+    lab.set_sd_vae("Automatic")
+    torch.manual_seed(0)
+    own = w.img2img(init, seed=5)
+    assert not images_equal(chosen.images[0], own.images[0])
+
+
+def test_txt2img_tab_generate_button(lab):
+    from modules import sd_vae
+
+    out = lab.webui.txt2img(seed=2, batch_size=1, scripts={"VAE Lab": [True, "a.safetensors", ["c.safetensors"]]})
+    assert len(out.images) == 3  # the WebUI adds a grid once there are two images
+    texts = out.processed.infotexts
+    assert [_infotext_vae(t)[0] for t in texts] == ["a.safetensors", "a.safetensors", "c.safetensors"]
+    assert "VAE Lab" not in texts[0] and "VAE Lab" not in texts[1] and "VAE Lab: extra decode" in texts[2]
+    assert out.info["sd_vae_name"] == "a.safetensors"
+    assert sd_vae.loaded_vae_file is None
