@@ -300,3 +300,29 @@ def test_txt2img_tab_generate_button(lab):
     assert "VAE Lab" not in texts[0] and "VAE Lab" not in texts[1] and "VAE Lab: extra decode" in texts[2]
     assert out.info["sd_vae_name"] == "a.safetensors"
     assert sd_vae.loaded_vae_file is None
+
+
+def test_hires_checkpoint_switch_mid_generation_keeps_the_choice(lab):
+    """Hires fix with another checkpoint reloads the model (and fires model_loaded) mid-run:
+    the per-generation VAE is put into the new model too, and the WebUI's own VAE afterwards."""
+    from modules import sd_models, sd_vae
+
+    seen = []
+    import vae_lab.webui as w
+
+    real = w.swap_vae
+
+    def spy(model, vae_file, **kw):
+        seen.append((model.sd_checkpoint_info.name, vae_file and vae_file.rsplit("/", 1)[-1]))
+        return real(model, vae_file, **kw)
+
+    w.swap_vae = spy
+    try:
+        res = lab.webui.txt2img(seed=4, enable_hr=True, hr_checkpoint_name="sdxl_base.safetensors",
+                                scripts={"VAE Lab": [True, "b.safetensors", []]})
+    finally:
+        w.swap_vae = real
+    assert "VAE: b.safetensors" in res.processed.infotexts[0]
+    assert ("sdxl_base.safetensors", "b.safetensors") in seen  # re-applied to the hires model
+    assert sd_models.model_data.sd_model.sd_checkpoint_info.name == "sdxl_base.safetensors"
+    assert sd_vae.loaded_vae_file is None  # the hires model's own VAE is back
