@@ -264,3 +264,65 @@ def test_second_swap_reads_no_disk_and_cache_stays_within_budget(lab, monkeypatc
     assert w.ram_cache().total_bytes <= w.ram_cache().budget
     assert len(w.ram_cache().paths()) == 1
     assert w.ram_cache().stats.evictions >= 1
+
+
+# --- the tabs' own entry points -------------------------------------------------------------
+
+
+def test_img2img_encodes_and_decodes_with_the_generation_vae(lab, astronaut):
+    from PIL import Image
+
+    from modules import sd_vae
+
+    init = Image.fromarray(astronaut).resize((64, 64))
+    w = lab.webui
+    torch.manual_seed(0)  # the encoder samples its latent distribution with the global RNG
+    chosen = w.img2img(init, seed=5, scripts={"VAE Lab": [True, "b.safetensors", []]})
+    assert "VAE: b.safetensors" in chosen.processed.infotexts[0]
+    assert sd_vae.loaded_vae_file is None  # restored after the generation
+    lab.set_sd_vae("b.safetensors")
+    torch.manual_seed(0)
+    ref = w.img2img(init, seed=5)
+    assert images_equal(chosen.images[0], ref.images[0])  # init image encoded by b as well
+    lab.set_sd_vae("Automatic")
+    torch.manual_seed(0)
+    own = w.img2img(init, seed=5)
+    assert not images_equal(chosen.images[0], own.images[0])
+
+
+def test_txt2img_tab_generate_button(lab):
+    from modules import sd_vae
+
+    out = lab.webui.txt2img(seed=2, batch_size=1, scripts={"VAE Lab": [True, "a.safetensors", ["c.safetensors"]]})
+    assert len(out.images) == 3  # the WebUI adds a grid once there are two images
+    texts = out.processed.infotexts
+    assert [_infotext_vae(t)[0] for t in texts] == ["a.safetensors", "a.safetensors", "c.safetensors"]
+    assert "VAE Lab" not in texts[0] and "VAE Lab" not in texts[1] and "VAE Lab: extra decode" in texts[2]
+    assert out.info["sd_vae_name"] == "a.safetensors"
+    assert sd_vae.loaded_vae_file is None
+
+
+def test_hires_checkpoint_switch_mid_generation_keeps_the_choice(lab):
+    """Hires fix with another checkpoint reloads the model (and fires model_loaded) mid-run:
+    the per-generation VAE is put into the new model too, and the WebUI's own VAE afterwards."""
+    from modules import sd_models, sd_vae
+
+    seen = []
+    import vae_lab.webui as w
+
+    real = w.swap_vae
+
+    def spy(model, vae_file, **kw):
+        seen.append((model.sd_checkpoint_info.name, vae_file and vae_file.rsplit("/", 1)[-1]))
+        return real(model, vae_file, **kw)
+
+    w.swap_vae = spy
+    try:
+        res = lab.webui.txt2img(seed=4, enable_hr=True, hr_checkpoint_name="sdxl_base.safetensors",
+                                scripts={"VAE Lab": [True, "b.safetensors", []]})
+    finally:
+        w.swap_vae = real
+    assert "VAE: b.safetensors" in res.processed.infotexts[0]
+    assert ("sdxl_base.safetensors", "b.safetensors") in seen  # re-applied to the hires model
+    assert sd_models.model_data.sd_model.sd_checkpoint_info.name == "sdxl_base.safetensors"
+    assert sd_vae.loaded_vae_file is None  # the hires model's own VAE is back

@@ -219,7 +219,12 @@ def load_latent_input(source, latent_file, context: UiContext):
         raise VaeLabError("choose a latent file (.safetensors or .pt)")
     from vae_lab import latents as latent_files
 
-    t, meta = latent_files.load_latents(path)
+    try:
+        t, meta = latent_files.load_latents(path)
+    except VaeLabError:
+        raise
+    except Exception as err:  # never let a bad upload break the tab: one line, like every error
+        raise VaeLabError(f"{os.path.basename(path)}: could not read latents ({type(err).__name__}: {err})") from None
     family = meta.get("family") or None
     b, c, h, w = t.shape
     return t, family, f"{os.path.basename(path)}: {b}×{c}×{h}×{w}" + (f" ({family})" if family else "")
@@ -673,9 +678,10 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
                 context.extra(ui)
 
         source_outputs = [image, latent_file, latent_note, vaes, encoder, reference]
-        source.change(logic.on_source, [source, latent_file, vaes], source_outputs)
-        latent_file.change(logic.on_source, [source, latent_file, vaes], source_outputs)
-        refresh.click(logic.refresh, [source, latent_file, vaes], [vaes, reference])
+        # quick events skip the queue, so they answer while a long comparison runs
+        source.change(logic.on_source, [source, latent_file, vaes], source_outputs, queue=False)
+        latent_file.change(logic.on_source, [source, latent_file, vaes], source_outputs, queue=False)
+        refresh.click(logic.refresh, [source, latent_file, vaes], [vaes, reference], queue=False)
 
         def do_run(src, img, lf, sel, enc, prec, til, ref, request: gr.Request, progress=gr.Progress()):
             session = getattr(request, "session_hash", None) or ""
@@ -707,7 +713,7 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
             except VaeLabError as err:
                 return compat.update(), _error_md(err)
 
-        pair_btn.click(do_pair, [result_state, pair_a, pair_b, gain], [pair_view, status])
+        pair_btn.click(do_pair, [result_state, pair_a, pair_b, gain], [pair_view, status], queue=False)
 
         def do_download(p, u, request: gr.Request, progress=gr.Progress()):
             cancel = logic.cancels.fresh("download:" + (getattr(request, "session_hash", None) or ""))

@@ -1,0 +1,45 @@
+"""The tab inside the WebUI stand-in: built by `on_ui_tabs` with the adapter's context, it lists
+models/VAE with families, and decodes the last generation's latents again with other VAEs."""
+
+from __future__ import annotations
+
+import pytest
+
+from webui_lab import AS_IN_SETTINGS, lab, make_p, run_p  # noqa: F401  (lab is the fixture)
+
+
+def test_tab_is_built_in_the_webui_with_the_adapters_controls(lab):
+    cfg = lab.demo.get_config_file()
+    ids = {c["props"].get("elem_id") for c in cfg["components"]}
+    assert {"vae_lab_vaes", "vae_lab_view", "vae_lab_metrics", "vae_lab_run"} <= ids
+    assert "vae_lab_checkpoint_pref" in ids  # added through UiContext.extra by the adapter
+    vaes = next(c for c in cfg["components"] if c["props"].get("elem_id") == "vae_lab_vaes")
+    labels = [label for label, _ in vaes["props"]["choices"]]
+    assert any(label.startswith("mse.safetensors · sd1") for label in labels)  # known by its hash
+    assert any(label.startswith("x16.safetensors") and "16 ch" in label for label in labels)
+
+
+def test_last_generation_is_decoded_again_with_other_vaes(lab):
+    import vae_lab.webui as w
+    from vae_lab import ui
+
+    res = run_p(make_p(lab, False, AS_IN_SETTINGS, [], seed=3))
+    assert res.images
+    logic = ui.TabLogic(w.ui_context())
+    image_u, _, note, vaes_u, _, ref_u = logic.on_source(ui.SOURCE_LAST, None, [])
+    assert image_u["visible"] is False and "last generation: 1×4×8×8 (sd1)" in note["value"]
+    labels = {label.split(" · ")[0].lstrip("✕ "): label for label, _ in vaes_u["choices"]}
+    assert labels["x16.safetensors"].startswith("✕")  # 16 channels cannot decode SD1 latents
+    assert labels["xl_vae.safetensors"].startswith("✕")  # a known SDXL VAE: a different family
+    assert not labels["a.safetensors"].startswith("✕")
+
+    ref = next(r for r in ref_u["choices"] if r.startswith("mse.safetensors"))
+    view, (headers, rows), files, status, result = logic.run(
+        ui.SOURCE_LAST, None, None, [lab.vae("a"), lab.vae("mse"), lab.vae("x16")],
+        ui.ENCODER_FIRST, "fp32", "off", ref)
+    assert result.mode == "latents" and result.reference_image.shape == (64, 64, 3)
+    a, mse, x16 = result.outcomes
+    assert a.image is not None and a.psnr is not None
+    assert mse.psnr == float("inf")  # the reference VAE itself, same precision
+    assert x16.image is None and "16-channel" in x16.error
+    assert "2 of 3 VAEs decoded" in status
