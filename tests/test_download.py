@@ -634,3 +634,12 @@ def test_every_request_verifies_tls_and_follows_no_redirect_by_itself(tmp_path):
         assert kw["verify"] is True and kw["allow_redirects"] is False and kw["stream"] is True
         assert kw["headers"]["Authorization"] == "Bearer hf_T" and kw["auth"] is not None  # no ~/.netrc
     assert listed(tmp_path) == []
+
+
+def test_a_namesake_in_a_subfolder_is_reported(server, tmp_path, vae_bytes):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / NAME).write_bytes(b"another file")
+    server.add_file("/" + NAME, vae_bytes)
+    res = get(server.url("/" + NAME), tmp_path)
+    assert any("same file name" in w and "old" in w for w in res.warnings)
+    assert (tmp_path / "old" / NAME).read_bytes() == b"another file"

@@ -735,9 +735,23 @@ def download(
         _identify(result)
     if to_safetensors and not result.filename.lower().endswith(".safetensors"):
         _to_safetensors(result, identify)
+    _warn_same_basename(result, dest)
     if on_done is not None:
         on_done(result)
     return result
+
+
+def _warn_same_basename(result: DownloadResult, dest: Path) -> None:
+    """A1111 keys its VAE list by file name: a namesake in a subfolder hides one of the two."""
+    for root, dirs, files in os.walk(dest):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if result.filename in files:
+            other = os.path.join(root, result.filename)
+            if os.path.abspath(other) != os.path.abspath(result.path):
+                result.warnings.append(
+                    f"{os.path.relpath(other, dest)} has the same file name; the WebUI lists VAEs by name, "
+                    "so only one of them can be chosen"
+                )
 
 
 def _policy(tokens) -> TokenPolicy:
