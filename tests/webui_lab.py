@@ -1,27 +1,24 @@
 """The WebUI stand-in with VAE Lab installed, for the `test_webui_*` tests.
 
-One stand-in "WebUI" per test session (its `modules` read their data folder at import, as
-the real ones do): a data folder with two checkpoints (SD1 and SDXL, tiny), a `models/VAE`
-folder of tiny random kl-f8 VAEs, and this repository linked as `extensions/vae-lab`, then
-the real startup order (`initialize.start`: scripts, VAE list, model load, UI, API). Every
-test starts from the same state: SD1 checkpoint, SD VAE "Automatic", no preferences.
+Built on `webui_env`'s fresh-per-test fake WebUI: two tiny checkpoints (SD1, SDXL), tiny
+random kl-f8 VAEs in `models/VAE`, this repository linked as `extensions/vae-lab`, and the
+WebUI's real startup order (scripts, VAE list, model load, UI).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
-import sys
-import tempfile
 from contextlib import closing
-from pathlib import Path
+from pathlib import Path  # noqa: F401
 
 import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-STUB = ROOT / "tests" / "webui_stub"
+from webui_env import FakeWebUI
+
 AS_IN_SETTINGS = "As in Settings"
 
 # catalog SHA-256s (vae-catalog-facts.md): the SDXL VAE and SD ft-MSE, for family identity
@@ -57,35 +54,57 @@ def _save_vae(path: Path, sd: dict, *, known_as: str | None = None) -> None:
     save_file(sd, str(path), metadata=meta)
 
 
-def _build_data(root: Path) -> None:
-    from factories import TINY_KL, TINY_KL16, random_kl_state_dict
-    from safetensors.torch import save_file
+@functools.lru_cache(maxsize=16)
+def _cached_vae(arch, seed):
+    from factories import random_kl_state_dict
 
-    import stub_ldm
+    return random_kl_state_dict(arch, seed=seed)
 
-    (root / "models" / "Stable-diffusion").mkdir(parents=True)
-    (root / "models" / "VAE").mkdir(parents=True)
-    (root / "extensions").mkdir()
-    os.symlink(ROOT, root / "extensions" / "vae-lab")
-    for name, kind, seed in (("sd15", "sd1", 1), ("xl", "sdxl", 2)):
-        ck = stub_ldm.fake_unet_state_dict(kind, seed=seed)
-        ck.update({"first_stage_model." + k: v for k, v in random_kl_state_dict(TINY_KL, seed=100 + seed).items()})
-        save_file(ck, str(root / "models" / "Stable-diffusion" / f"{name}.safetensors"))
-    vae_dir = root / "models" / "VAE"
-    for i, n in enumerate("abc"):
-        _save_vae(vae_dir / f"{n}.safetensors", random_kl_state_dict(TINY_KL, seed=20 + i))
-    _save_vae(vae_dir / "x16.safetensors", random_kl_state_dict(TINY_KL16, seed=30))
-    _save_vae(vae_dir / "xl_vae.safetensors", random_kl_state_dict(TINY_KL, seed=31), known_as=SDXL_SHA)
-    _save_vae(vae_dir / "mse.safetensors", random_kl_state_dict(TINY_KL, seed=32), known_as=FT_MSE_SHA)
+
+def _random_vae(arch, seed):
+    return dict(_cached_vae(arch, seed))
 
 
 class Lab:
-    def __init__(self, root: Path):
-        self.root = root
-        self.demo = self.app = self.api = None
+    """The stand-in WebUI (`webui_env.FakeWebUI`) with VAE Lab installed and tiny VAEs.
+
+    Checkpoints: sd15 (SD1) and sdxl_base (SDXL); neither name is a prefix of a VAE's (the
+    WebUI pairs VAEs with checkpoints by prefix). VAEs in models/VAE: a, b, c (random, unknown
+    family), x16 (16 latent channels), xl_vae and mse (identified as the catalog's SDXL VAE
+    and SD ft-MSE through `convert`'s source metadata).
+    """
+
+    def __init__(self, webui):
+        self.webui = webui
+        self.root = webui.root
+
+    def build(self):
+        from factories import TINY_KL, TINY_KL16
+
+        random_kl_state_dict = _random_vae  # noqa: N806
+        w = self.webui
+        w.add_checkpoint("sd15.safetensors", kind="sd1", vae_seed=101)
+        w.add_checkpoint("sdxl_base.safetensors", kind="sdxl", vae_seed=102)
+        for i, n in enumerate("abc"):
+            _save_vae(w.vae_dir / f"{n}.safetensors", random_kl_state_dict(TINY_KL, seed=20 + i))
+        _save_vae(w.vae_dir / "x16.safetensors", random_kl_state_dict(TINY_KL16, seed=30))
+        _save_vae(w.vae_dir / "xl_vae.safetensors", random_kl_state_dict(TINY_KL, seed=31), known_as=SDXL_SHA)
+        _save_vae(w.vae_dir / "mse.safetensors", random_kl_state_dict(TINY_KL, seed=32), known_as=FT_MSE_SHA)
+        w.link_repo()
+        # fp32 VAE too: fp16 convolutions on a CPU are slow and add nothing here
+        w.start(args=["--no-half-vae"], api=False)
+        return self
+
+    @property
+    def api(self):
+        return self.webui.api
+
+    @property
+    def demo(self):
+        return self.webui.demo
 
     def vae(self, name: str) -> str:
-        return str((self.root / "models" / "VAE" / f"{name}.safetensors").resolve())
+        return os.path.abspath(self.webui.vae_dir / f"{name}.safetensors")
 
     def script(self, tab: str = "txt2img"):
         from modules import scripts
@@ -108,54 +127,17 @@ class Lab:
         shared.opts.set("sd_model_checkpoint", info.title)
         return shared.sd_model
 
-    def reset(self):
-        import vae_lab.webui as w
-        from modules import sd_vae, shared
-
-        w.restore_generation_vae()
-        shared.state.interrupted = shared.state.skipped = shared.state.stopping_generation = False
-        for key in ("vae_lab_ram_cache_mb", "vae_lab_auto_checkpoint_vae", "vae_lab_refuse_wrong_family"):
-            shared.opts.set(key, shared.opts.get_default(key))
-        shared.opts.data["sd_vae_overrides_per_model_preferences"] = True
-        shared.opts.data.pop("forge_additional_modules", None)
-        prefs = Path(w.preferences().path)
-        if prefs.exists():
-            prefs.unlink()
-        self.set_sd_vae("Automatic")
-        self.load_checkpoint("sd15")
-        sd_vae.reload_vae_weights()
-        assert sd_vae.loaded_vae_file is None
-
-
-_LAB: Lab | None = None
-
-
-def _start() -> Lab:
-    global _LAB
-    if _LAB is not None:
-        return _LAB
-    if "modules" in sys.modules and not str(getattr(sys.modules["modules"], "__path__", [""])[0]).startswith(str(STUB)):
-        pytest.skip("another WebUI stand-in was imported first")
-    root = Path(tempfile.mkdtemp(prefix="vae-lab-webui-"))
-    os.environ["WEBUI_STUB_ARGS"] = f"--data-dir {root}"
-    os.environ.setdefault("VAE_LAB_CACHE_DIR", str(root / "vae-lab-cache"))
-    if str(STUB) not in sys.path:
-        sys.path.insert(0, str(STUB))
-    _build_data(root)
-    from modules import initialize
-
-    lab = Lab(root)
-    lab.demo, lab.app, lab.api = initialize.start(ui=True, api=True)
-    _LAB = lab
-    return lab
-
 
 @pytest.fixture
-def lab():
-    lab = _start()
-    lab.reset()
-    yield lab
-    lab.reset()
+def lab(monkeypatch, tmp_path):
+    """A started stand-in WebUI with VAE Lab (the `webui` fixture's FakeWebUI, built here so a
+    test module needs to import only `lab`)."""
+    monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path / "vae-lab-cache"))
+    fake = FakeWebUI(tmp_path / "webui", monkeypatch)
+    try:
+        yield Lab(fake).build()
+    finally:
+        fake.close()
 
 
 def make_p(lab: Lab, enabled, vae, also, *, tab: str = "txt2img", **kwargs):
@@ -190,4 +172,4 @@ def run_p(p):
         shared.state.end()
 
 
-__all__ = ["AS_IN_SETTINGS", "Lab", "file_sha256", "images_equal", "lab", "make_p", "run_p", "vae_weights", "torch"]
+__all__ = ["AS_IN_SETTINGS", "Lab", "file_sha256", "images_equal", "lab", "make_p", "run_p", "vae_weights"]

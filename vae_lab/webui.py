@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from modules import devices, processing, script_callbacks, scripts, sd_models, sd_vae, shared
+from modules import devices, processing, scripts, sd_models, sd_vae, shared
 
 from vae_lab import compatibility, last_latents
 from vae_lab.errors import IncompatibleVae, VaeLabError
@@ -832,15 +832,13 @@ def on_ui_tabs():
 
 
 # ---------------------------------------------------------------------------------------
-# Registration (called by scripts/vae_lab.py at import time, on every (re)load)
+# Start-up (scripts/vae_lab.py calls this at import time, on every (re)load, then registers
+# on_ui_settings, on_ui_tabs and on_model_loaded itself)
 
 
-def register(ext_dir: str) -> None:
+def init(ext_dir: str) -> None:
     global _ext_dir, _forge_noted
     _ext_dir = ext_dir
-    script_callbacks.on_ui_settings(on_ui_settings)
-    script_callbacks.on_ui_tabs(on_ui_tabs)
-    script_callbacks.on_model_loaded(on_model_loaded)
     if hasattr(shared.opts, "forge_additional_modules") and not _forge_noted:
         _forge_noted = True
         print(FORGE_MESSAGE)
