@@ -68,7 +68,7 @@ def run(quick: bool) -> dict:
     if device.type == "cuda":
         cases = [("fp32", 512, 3), ("fp16", 512, 5), ("fp16", 1024, 3)]
     else:
-        cases = [("fp32", 256, 2)] if quick else [("fp32", 256, 3), ("fp32", 512, 2)]
+        cases = [("fp32", 256, 2)] if quick else [("fp32", 256, 3), ("fp32", 512, 1)]
     ref_half = None
     for precision, size, repeats in cases:
         z = _latents(size).to(device)

@@ -309,7 +309,9 @@ def _want_tiles(tile, x, op: str, f: int):
     """(tile, overlap) in latent positions, or None for a whole-image pass."""
     from vae_lab import tiling
 
-    if tile is None or tile is False or tile == 0:
+    if tile is None:
+        tile = "auto"
+    if tile is False or tile == 0:
         return None
     if tile is True:
         return _default_tiles(op)
