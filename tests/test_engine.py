@@ -65,6 +65,15 @@ def test_wrong_latent_channels_and_bad_inputs_are_one_line_errors(tmp_path):
         vae.encode(torch.zeros(1, 4, 16, 16))
     with pytest.raises(VaeLabError, match=r"\[B, C, H, W\]"):
         vae.encode(torch.zeros(16, 16))
+    with pytest.raises(VaeLabError, match="NaN or Inf"):
+        vae.decode(torch.full((1, 4, 8, 8), float("nan")))
+
+
+def test_a_vae_that_fails_even_in_fp32_is_an_error_not_a_nan_image(tmp_path):
+    sd = random_kl_state_dict(TINY_KL, seed=7)
+    sd["decoder.conv_out.bias"][1] = float("inf")
+    with pytest.raises(VaeLabError, match="NaN/Inf even at fp32"):
+        make(sd=sd, tmp_path=tmp_path).decode(torch.randn(1, 4, 8, 8), precision="fp32")
 
 
 def overflowing_state_dict(partial: bool):

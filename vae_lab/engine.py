@@ -186,9 +186,13 @@ class Vae:
                     break
                 failed.append(p)
                 del out
+        if not prec.is_finite(out):
+            raise VaeLabError(
+                f"{self.name} gives NaN/Inf even at {p} ({op}): its weights are damaged or unfit for this input"
+            )
         report = dict(precision_used=p, fallback=failed, skipped=skipped, tiled=tiled is not None,
                       seconds=time.perf_counter() - t0, peak_memory_bytes=pm.peak_bytes)
-        if failed and prec.is_finite(out):
+        if failed:
             self.memory.record(self.weights_id, op, failed, p)
         return out, report, tiled
 
@@ -288,6 +292,10 @@ def _as_batch(t, what: str):
         raise VaeLabError(f"{what} must be [B, C, H, W], got shape {list(t.shape)}")
     if t.shape[0] == 0 or t.shape[2] == 0 or t.shape[3] == 0:
         raise VaeLabError(f"{what} are empty (shape {list(t.shape)})")
+    if not t.is_floating_point():
+        raise VaeLabError(f"{what} must be floating point, got {t.dtype}")
+    if not bool(torch.isfinite(t).all()):
+        raise VaeLabError(f"the {what} contain NaN or Inf values")
     return t
 
 
@@ -301,7 +309,9 @@ def _want_tiles(tile, x, op: str, f: int):
     """(tile, overlap) in latent positions, or None for a whole-image pass."""
     from vae_lab import tiling
 
-    if tile is None or tile is False or tile == 0:
+    if tile is None:
+        tile = "auto"
+    if tile is False or tile == 0:
         return None
     if tile is True:
         return _default_tiles(op)

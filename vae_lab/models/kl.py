@@ -123,15 +123,16 @@ class Encoder(nn.Module):
     def head(self, x):
         """Full resolution down to latent resolution: local convs only (tiled for large images)."""
         h = self.conv_in(x)
-        for level in self.down:
+        for level in self.down[:-1]:
             for block in level.block:
                 h = block(h)
-            if hasattr(level, "downsample"):
-                h = level.downsample(h)
+            h = level.downsample(h)
         return h
 
     def tail(self, h):
-        """Latent resolution: mid block with global attention, output moments (never tiled)."""
+        """Latent resolution: the last level, the mid block with global attention, the moments (never tiled)."""
+        for block in self.down[-1].block:
+            h = block(h)
         return self.conv_out(F.silu(self.norm_out(self.mid(h))))
 
 
@@ -160,14 +161,18 @@ class Decoder(nn.Module):
         return self.tail(self.head(z))
 
     def head(self, z):
-        """Latent resolution: conv_in and the mid block with global attention (never tiled)."""
-        return self.mid(self.conv_in(z))
+        """Latent resolution: conv_in, the mid block with global attention, the first level (never tiled)."""
+        h = self.mid(self.conv_in(z))
+        for block in self.up[-1].block:
+            h = block(h)
+        return h
 
     def tail(self, h):
-        """Upsampling levels to full resolution: local convs and GroupNorms (tiled for large images)."""
-        for level in reversed(self.up):
-            for block in level.block:
-                h = block(h)
+        """Upsampling to full resolution: local convs and GroupNorms (tiled for large images)."""
+        for i, level in enumerate(reversed(self.up)):
+            if i > 0:
+                for block in level.block:
+                    h = block(h)
             if hasattr(level, "upsample"):
                 h = level.upsample(h)
         return self.conv_out(F.silu(self.norm_out(h)))
