@@ -273,7 +273,7 @@ def swap_vae(model, vae_file: str | None, *, source: str, check: bool = True) ->
             swap.check(fsm, state_dict, name=os.path.basename(vae_file))  # before anything changes
             if current is None:
                 sd_vae.store_base_vae(model)  # keep the checkpoint's own VAE, as load_vae does
-            elif current not in cache:
+            elif current not in cache and os.path.isfile(current):
                 # The WebUI loaded it from disk; keep it so swapping back never reads the disk.
                 cache.put(current, swap.snapshot(fsm))
             swap.copy_into(fsm, state_dict, name=os.path.basename(vae_file))
@@ -339,7 +339,7 @@ class GenState:
     extras: list[tuple[str, str | None, str | None]] = field(default_factory=list)  # (label, path, hash)
     pending: dict[str, list] = field(default_factory=dict)  # label -> decoded samples of this batch
     labels: list[str | None] = field(default_factory=list)  # per image of the batch: None = main
-    latents: list = field(default_factory=list)
+    latents: list | None = field(default_factory=list)  # None: too large to keep
 
 
 def _state(p) -> GenState:
@@ -401,10 +401,8 @@ def _guard_close(p) -> None:
     original = p.close
 
     def close(*args, **kwargs):
-        try:
-            restore_generation_vae(" after the generation")
-        finally:
-            return original(*args, **kwargs)
+        restore_generation_vae(" after the generation")  # never raises
+        return original(*args, **kwargs)
 
     p.close = close
 
@@ -467,16 +465,7 @@ def post_sample(p, ps, enabled=False, vae=None, also=None):
             _comment(p, "'also decode with' needs the latents, but hires fix already decoded them; extra decodes skipped")
             st.extras = []
         return
-    fam, _ = model_family(model)
-    st.latents.append(samples.detach().to("cpu", dtype=samples.dtype))
-    try:
-        import torch
-
-        batch = torch.cat(st.latents) if len(st.latents) > 1 else st.latents[0]
-        last_latents.store(batch, fam, model_name=getattr(p, "sd_model_name", None),
-                           vae_name=os.path.basename(st.main_file) if st.main_file else None)
-    except Exception as err:  # mixed sizes etc.: keeping latents is a convenience
-        print(f"VAE Lab: could not keep the latents for the tab: {err}")
+    _keep_latents(p, st, samples, model)
     st.pending = {}
     if not st.extras:
         return
@@ -490,13 +479,36 @@ def post_sample(p, ps, enabled=False, vae=None, also=None):
             except VaeLabError as err:
                 _comment(p, f"'also decode with' skips {label}: {err}")
                 continue
-            st.pending[label] = processing.decode_latent_batch(model, samples, target_device=devices.cpu, check_for_nans=True)
+            try:
+                st.pending[label] = processing.decode_latent_batch(model, samples, target_device=devices.cpu,
+                                                                   check_for_nans=True)
+            except Exception as err:  # e.g. NaNs with automatic precision fallback off
+                _comment(p, f"'also decode with' {label} failed: {err}")
     finally:
         with _lock:
             try:
                 swap_vae(model, st.main_file, source=main_source, check=False)
             except Exception as err:
                 print(f"VAE Lab: could not put {_display(st.main_file)} back after the extra decodes: {err}")
+
+
+def _keep_latents(p, st: GenState, samples, model) -> None:
+    """All batches of this generation, for the tab (bounded by `last_latents.MAX_BYTES`)."""
+    if st.latents is None:  # already over the budget in an earlier batch
+        return
+    st.latents.append(samples.detach().to("cpu", dtype=samples.dtype))
+    try:
+        import torch
+
+        batch = torch.cat(st.latents) if len(st.latents) > 1 else st.latents[0]
+        fam, _ = model_family(model)
+        kept = last_latents.store(batch, fam, model_name=getattr(p, "sd_model_name", None),
+                                  vae_name=os.path.basename(st.main_file) if st.main_file else None)
+    except Exception as err:  # mixed sizes etc.: keeping latents is a convenience
+        print(f"VAE Lab: could not keep the latents for the tab: {err}")
+        kept = False
+    if not kept:
+        st.latents = None
 
 
 def postprocess_batch_list(p, pp, *args, batch_number=0, **kwargs):
