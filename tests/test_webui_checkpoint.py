@@ -90,6 +90,8 @@ def test_preference_set_from_settings(lab):
     assert sd_vae.loaded_vae_file == lab.vae("c")
     lab.set_opt("vae_lab_checkpoint_vae", w.NO_PREFERENCE)
     assert w.preferences().get("sd15.safetensors") is None
+    assert sd_vae.loaded_vae_file is None  # back to the WebUI's own choice (Automatic: the checkpoint's)
+    assert "chosen by the WebUI" in w.current_status()
 
 
 def test_wrong_family_refused_and_model_keeps_its_vae(lab):

@@ -629,9 +629,13 @@ def set_checkpoint_preference(vae: str | None, *, apply: bool = True) -> str:
     if vae is not None:
         path = resolve_name(vae)
         check_compatible(model, path).raise_if_refused()
+    was_applied = status.source.startswith("VAE Lab's preference")
     preferences().set(key, vae)
     if vae is None:
-        return f"No preferred VAE for {key}"
+        if was_applied and not is_forge():  # hand the choice back to the WebUI's own rules
+            res = sd_vae.resolve_vae(model.sd_checkpoint_info.filename)
+            swap_vae(model, res.vae, source=f"the WebUI ({res.source})" if res.source else "the WebUI", check=False)
+        return f"No preferred VAE for {key}. {status.text()}"
     if apply and not is_forge() and _opt("vae_lab_auto_checkpoint_vae", True):
         blocker = preference_blocked_by()
         if blocker:
