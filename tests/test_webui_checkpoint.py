@@ -153,6 +153,13 @@ def test_vae_list_refresh_includes_the_download_folder(lab, tmp_path):
 
     import vae_lab.webui as w
 
+    # a download into models/VAE shows up in the WebUI's list through the tab's callback
+    ctx = w.ui_context()
+    save_file(random_kl_state_dict(seed=78), str(lab.webui.vae_dir / "downloaded.safetensors"))
+    ctx.on_vaes_changed()
+    assert "downloaded.safetensors" in sd_vae.vae_dict and "downloaded.safetensors" in w.vae_choices()
+    assert ctx.download_dir == sd_vae.vae_path and w.tokens() == {"hf": "", "civitai": ""}
+
     lab.set_opt("vae_lab_download_dir", str(tmp_path))
     try:
         save_file(random_kl_state_dict(seed=77), str(tmp_path / "fresh.safetensors"))
