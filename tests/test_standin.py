@@ -712,3 +712,102 @@ def test_nowebui_api_builds_the_ui_for_script_defaults(webui):
     runner = webui.scripts.scripts_txt2img
     probe = runner.script("probe")
     assert webui.api_obj.default_script_arg_txt2img[probe.args_from:probe.args_to] == [False, ""]
+
+
+def test_disabled_extension_style_files_and_failing_callbacks(started_webui):
+    w = started_webui
+    w.add_extension("on", {"style.css": "x{}", "scripts/on.py": textwrap.dedent('''
+        from modules import script_callbacks
+        CALLS = []
+        def broken(m):
+            raise ValueError("broken handler")
+        script_callbacks.on_model_loaded(broken)
+        script_callbacks.on_model_loaded(lambda m: CALLS.append("second"))
+    ''')})
+    w.add_extension("off", {"style.css": "y{}", "scripts/off.py": "raise SystemExit('must not be imported')\n"})
+    w.shared.opts.disabled_extensions = ["off"]
+    w.reload_ui()
+    assert [os.path.basename(os.path.dirname(p)) for p in w.scripts.list_files_with_name("style.css")] == ["on"]
+    assert not any(d.path.endswith("off.py") for d in w.scripts.scripts_data)
+    w.sd_vae.reload_vae_weights(vae_file=w.sd_vae.vae_dict["vae-a.safetensors"])
+    mod = next(m for p, m in w.script_loading.loaded_scripts.items() if p.endswith("on.py"))
+    assert mod.CALLS == ["second"], "a raising callback is reported and the next one runs"
+    assert any("on/on.py/model_loaded" in e and "broken handler" in e for e in w.errors.reported)
+
+
+def test_no_hashing_omits_the_vae_hash(webui):
+    webui.add_checkpoint("sd15.safetensors")
+    webui.add_vae("vae-a.safetensors")
+    webui.write_config(sd_vae="vae-a.safetensors")
+    webui.start(["--no-hashing"])
+    text = webui.txt2img().processed.infotexts[0]
+    assert "VAE: vae-a.safetensors" in text and "VAE hash" not in text and "Model hash" not in text
+
+
+def test_saved_png_carries_the_infotext_and_callbacks_can_edit_it(started_webui):
+    from PIL import Image
+    w = started_webui
+    seen = []
+
+    def before(params):
+        seen.append(params.filename)
+        params.pnginfo["parameters"] += ", Extra: yes"
+    w.script_callbacks.on_before_image_saved(before)
+    r = w.txt2img("a cat")
+    assert len(w.images.saved) == 1 and seen == w.images.saved
+    with Image.open(w.images.saved[0]) as im:
+        assert im.info["parameters"] == r.processed.infotexts[0] + ", Extra: yes"
+    assert w.api.text2imgapi({"prompt": "x", "width": 64, "height": 64, "steps": 1})["images"] and len(w.images.saved) == 1, \
+        "the API saves nothing unless save_images"
+
+
+def test_sd3_ckpt_vae_dir_img2img_api_and_elem_id(webui, astronaut):
+    import base64
+    import io
+    from PIL import Image
+    webui.add_checkpoint("sd3.ckpt", kind="sd3", vae_seed=4)   # pickled {"state_dict": …}
+    extra = webui.root / "more-vaes"
+    webui.add_vae("flux-like.safetensors", kind="sd3", seed=2, folder=extra)
+    with_probe(webui)
+    webui.start(["--vae-dir", str(extra)])
+    m = webui.model
+    assert m.is_sd3 and m.latent_channels == 16 and not hasattr(m, "scale_factor")
+    assert list(webui.sd_vae.vae_dict) == ["flux-like.safetensors"]
+    probe = webui.scripts.scripts_img2img.script("probe")
+    assert probe.elem_id("x") == "script_img2img_probe_x" and probe.tabname == "img2img"
+    buf = io.BytesIO()
+    Image.fromarray(astronaut).resize((64, 64)).save(buf, format="PNG")
+    out = webui.api.img2imgapi({"init_images": [base64.b64encode(buf.getvalue()).decode()], "prompt": "x",
+                                "width": 64, "height": 64, "steps": 1, "denoising_strength": 0.3,
+                                "override_settings": {"sd_vae": "flux-like.safetensors"}})
+    info = json.loads(out["info"])
+    assert info["sd_vae_name"] == "flux-like.safetensors" and len(out["images"]) == 1
+
+
+def test_a_nested_webui_puts_the_previous_stand_in_back(started_webui, tmp_path):
+    from webui_env import FakeWebUI
+    outer_shared = sys.modules["modules.shared"]
+    with pytest.MonkeyPatch.context() as mp:
+        inner = FakeWebUI(tmp_path / "inner", mp)
+        inner.add_checkpoint("other.safetensors")
+        inner.start(ui=False)
+        assert sys.modules["modules.shared"] is not outer_shared
+        assert inner.paths_internal.data_path == str(tmp_path / "inner")
+        inner.close()
+    assert sys.modules["modules.shared"] is outer_shared
+    assert started_webui.paths_internal.data_path == str(started_webui.root)
+    assert started_webui.txt2img().images, "the outer WebUI still works"
+
+
+def test_sampler_step_callback_can_interrupt(started_webui):
+    w = started_webui
+    steps_seen = []
+
+    def on_step(params):
+        steps_seen.append(params.sampling_step)
+        if params.sampling_step == 2:
+            w.shared.state.interrupt()
+    w.script_callbacks.on_cfg_denoiser(on_step)
+    r = w.txt2img(steps=10, n_iter=3)
+    assert steps_seen == [0, 1, 2], "interrupted inside the first batch's sampling"
+    assert len(r.images) == 1, "that batch is still decoded; the next ones never start"

@@ -37,14 +37,16 @@ def _by_elem_id(config):
 
 
 def test_compat_speaks_the_installed_gradio():
+    """3.41.2 here (A1111's pin); the same test passes under Gradio 4.40 (Forge's pin)."""
     import gradio as gr
 
-    assert compat.gradio_major() == int(gr.__version__.split(".")[0]) == 3
-    assert compat.js_kwargs("() => 1") == {"_js": "() => 1"}
+    major = compat.gradio_major()
+    assert major == int(gr.__version__.split(".")[0])
+    assert compat.js_kwargs("() => 1") == ({"_js": "() => 1"} if major < 4 else {"js": "() => 1"})
     assert compat.js_kwargs(None) == {}
     with gr.Blocks():
         img = compat.upload_image(type="numpy")
-    assert img.source == "upload"
+    assert (img.source == "upload") if major < 4 else (img.sources == ["upload"])
 
 
 def test_compat_switches_keywords_for_gradio_4(monkeypatch):
@@ -128,7 +130,8 @@ def test_build_tab_has_the_documented_components(context):
         assert elem in ids, elem
     vaes = ids["vae_lab_vaes"]["props"]["choices"]
     assert sorted(label.split(" · ")[0] for label, _ in vaes) == sorted(["taef2_decoder.pth", *KL_NAMES, BROKEN])
-    assert ids["vae_lab_image"]["props"]["source"] == "upload"
+    props = ids["vae_lab_image"]["props"]
+    assert props.get("source") == "upload" or props.get("sources") == ["upload"]
     assert ids["vae_lab_precision"]["props"]["choices"][0] in ("auto", ["auto", "auto"], ("auto", "auto"))
 
 
@@ -155,7 +158,8 @@ def test_app_injects_css_and_the_script_on_load(context):
     cfg = _blocks_config(demo)
     assert ".vae-lab-frame" in cfg["css"]
     loads = [d for d in cfg["dependencies"] if d.get("js") and "vaeLab" in d["js"]]
-    assert len(loads) == 1 and loads[0]["trigger"] == "load" and js.strip() in loads[0]["js"]
+    trigger = loads[0].get("trigger") or loads[0]["targets"][0][1]  # Gradio 3: "trigger"; 4: targets
+    assert len(loads) == 1 and trigger == "load" and js.strip() in loads[0]["js"]
     assert demo.enable_queue or demo._queue is not None  # progress bars need the queue
 
 
@@ -405,13 +409,11 @@ def test_a_bad_latent_file_is_a_note_not_a_crash(context, tmp_path):
     bad.write_bytes(b"not a safetensors file at all")
     logic = ui.TabLogic(context)
     note = logic.on_source(ui.SOURCE_FILE, str(bad), [])[2]["value"]
-    assert note.startswith("bad.safetensors") and "\n" not in note
+    assert "bad.safetensors" in note and "\n" not in note
     with pytest.raises(VaeLabError):
         logic.run(ui.SOURCE_FILE, None, str(bad), [context.entries()[0].path], ui.ENCODER_FIRST, "auto", "auto", None)
 
 
-@pytest.mark.xfail(strict=True, reason="engine: vae_lab/latents.py imports safetensors.SafeTensorError, "
-                   "which safetensors 0.8 does not have, so .safetensors latent files cannot be read yet")
 def test_safetensors_latent_file_written_by_encode_is_accepted(context, tmp_path):
     import torch
 

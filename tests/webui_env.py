@@ -18,6 +18,7 @@ command-line flags (the default adds `--no-half`, as CPU users run it; pass `hal
 the real default fp16 VAE). On teardown every `modules.*` module (and any module that holds
 references into them, e.g. `vae_lab.webui`) is purged from sys.modules, the Gradio patch is
 undone and sys.path/env are restored, so the next test starts from nothing — like a restart.
+A stand-in loaded before `start()` (a session-wide harness) is put back afterwards.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import sys
 import types
 from dataclasses import dataclass
@@ -97,6 +97,7 @@ class FakeWebUI:
         self._mp = monkeypatch
         monkeypatch.setattr(sys, "path", [str(STUB_ROOT)] + [p for p in sys.path if p != str(STUB_ROOT)])
         self.started = False
+        self._saved_modules: dict = {}  # another stand-in (e.g. a session-wide one) to put back at close()
         self.demo = self.app = self.api_obj = None
 
     # ---------------------------------------------------------------- files
@@ -164,7 +165,7 @@ class FakeWebUI:
         self._mp.setenv("WEBUI_STUB_PIP_LOG", str(self.pip_log))
         self._mp.setenv("SD_WEBUI_CACHE_FILE", str(self.root / "cache.json"))
         self._mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        purge_stand_in()
+        self._saved_modules = purge_stand_in()
         self.started = True
         from modules import initialize
         self.demo, self.app, self.api_obj = initialize.start(ui=ui, api=api)
@@ -176,7 +177,15 @@ class FakeWebUI:
         return self.demo
 
     def close(self):
-        purge_stand_in()
+        """Forget this WebUI; a stand-in that was loaded before start() (e.g. by a session-scoped
+        harness) is put back, with its Gradio patch."""
+        if self.started:
+            purge_stand_in()
+            sys.modules.update(self._saved_modules)
+            ext = self._saved_modules.get("modules.gradio_extensons")
+            if ext is not None:
+                ext.install()
+            self._saved_modules = {}
         self.started = False
 
     def __getattr__(self, name):
@@ -282,15 +291,16 @@ def _is_stand_in_name(name: str) -> bool:
     return name in ("modules", "launch", "stub_ldm") or name.startswith("modules.")
 
 
-def purge_stand_in():
+def purge_stand_in() -> dict:
     """Forget the stand-in: drop `modules.*`, `launch`, `stub_ldm` and every module holding
-    references into them (e.g. `vae_lab.webui`), and undo the Gradio component patch."""
+    references into them (e.g. `vae_lab.webui`), and undo the Gradio component patch.
+    Returns what was dropped ({name: module})."""
     ext = sys.modules.get("modules.gradio_extensons")
     if ext is not None:
         ext.uninstall()
     stand_in = {name: mod for name, mod in list(sys.modules.items()) if _is_stand_in_name(name)}
     if not stand_in:
-        return
+        return {}
     ids = {id(m) for m in stand_in.values()}
     for name in stand_in:
         sys.modules.pop(name, None)
@@ -304,8 +314,9 @@ def purge_stand_in():
             continue
         for v in values:
             if id(v) in ids or (not isinstance(v, type(sys)) and str(getattr(type(v), "__module__", "")).startswith("modules.")):
-                sys.modules.pop(name, None)
+                stand_in[name] = sys.modules.pop(name)
                 break
+    return stand_in
 
 
 @pytest.fixture

@@ -131,6 +131,11 @@ class Vae:
         return cls(model, name=name, path=None, family=family, weights_id=weights_id, device=device,
                    state_dir=state_dir)
 
+    def set_family(self, family: str | None) -> None:
+        """Decode/encode in `family`'s latent space from now on (for VAEs the catalog does not know)."""
+        self.family = family
+        self.scale, self.shift = families.latent_scaling(self.kind, family, self.latent_channels)
+
     # ---------------------------------------------------------------- internals
     def _model_at(self, precision: str):
         if precision == "fp32":
@@ -314,13 +319,12 @@ def _want_tiles(tile, x, op: str, f: int):
 
 
 def _inspect(vf):
-    """VaeInfo for a loaded file (family, weights id), or None if identification is unavailable."""
-    try:
-        from vae_lab import identify
-    except ImportError:
+    """VaeInfo (family, weights id) of a loaded file, hashes cached by `identify`; None in RAM only."""
+    from vae_lab import identify
+
+    if not getattr(vf, "files", None):
         return None
-    path = getattr(vf, "path", None)
-    return identify.inspect(path) if path else None
+    return identify.identify(vf)
 
 
 def load_vae(path_or_vaefile, device=None, *, family=None, state_dir=None) -> Vae:

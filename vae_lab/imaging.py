@@ -24,9 +24,9 @@ def array_to_tensor(array):
         raise ValueError(f"want an HxWx3 image array, got shape {tuple(np.asarray(array).shape)}")
     a = a[..., :3]
     if a.dtype == np.uint8:
-        t = torch.from_numpy(np.ascontiguousarray(a)).float().div_(127.5).sub_(1.0)
+        t = torch.from_numpy(np.array(a, copy=True)).float().div_(127.5).sub_(1.0)
     else:
-        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).mul(2.0).sub_(1.0)
+        t = torch.from_numpy(np.array(a, dtype=np.float32, copy=True)).mul(2.0).sub_(1.0)
     return t.permute(0, 3, 1, 2).contiguous()
 
 

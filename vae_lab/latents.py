@@ -49,13 +49,13 @@ def load_latents(path) -> tuple[object, dict]:
         raise BadLatentFile(f"{path}: no such latent file")
     meta: dict = {}
     if p.suffix.lower() in (".safetensors", ".latent"):
-        from safetensors import SafeTensorError, safe_open
+        from safetensors import safe_open
 
         try:
             with safe_open(str(p), framework="pt") as f:
                 meta = dict(f.metadata() or {})
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except (SafeTensorError, OSError, ValueError) as err:
+        except Exception as err:  # noqa: BLE001 — SafetensorError and friends: a bad file
             raise BadLatentFile(f"{path}: not a readable safetensors file ({str(err).splitlines()[0][:120]})") from None
     else:
         try:

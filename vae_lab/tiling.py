@@ -68,10 +68,12 @@ class NormSync:
         return False
 
     def finish_recording(self):
+        stats = {}
         for key, (s, ss, n) in self._sums.items():
             mean = s / n
             var = (ss / n - mean * mean).clamp_min(0)
-            self._stats[key] = (mean, var)
+            stats[key] = (mean, var)
+        self._stats = stats
         self._sums.clear()
         self.mode = "apply"
 
@@ -79,7 +81,7 @@ class NormSync:
         b, c, h, w = x.shape
         g = mod.num_groups
         key = id(mod)
-        if self.mode == "record":
+        if self.mode in ("record", "refine"):
             cy0, cy1, cx0, cx1, th, tw = self.core
             core = x[:, :, cy0 * h // th : cy1 * h // th, cx0 * w // tw : cx1 * w // tw].float()
             core = core.reshape(b, g, -1)
@@ -88,7 +90,8 @@ class NormSync:
                 s0, ss0, n0 = self._sums[key]
                 s, ss, n = s + s0, ss + ss0, n + n0
             self._sums[key] = (s, ss, n)
-            return F.group_norm(x, g, mod.weight, mod.bias, mod.eps)
+            if self.mode == "record":
+                return F.group_norm(x, g, mod.weight, mod.bias, mod.eps)
         mean, var = self._stats[key]
         rstd = torch.rsqrt(var + mod.eps)  # [B, G] float64
         per = c // g
@@ -143,7 +146,7 @@ def _cores(spans):
 
 
 def tiled_map(fn, x, *, tile: int, overlap: int, num: int, den: int, align: int = 1, out_device="cpu",
-              norms=None):
+              norms=None, stat_passes: int = 1):
     """Apply `fn` to overlapping tiles of `x` [B, C, H, W] and blend; returns float32 on `out_device`.
 
     `norms`: the `SyncGroupNorm`s inside `fn`; when given (and there is more than one
@@ -155,11 +158,13 @@ def tiled_map(fn, x, *, tile: int, overlap: int, num: int, den: int, align: int 
     if norms and len(ys) * len(xs) > 1:
         cy, cx = _cores(ys), _cores(xs)
         with NormSync(norms) as sync:
-            for (y0, y1), (a0, a1) in zip(ys, cy):
-                for (x0, x1), (c0, c1) in zip(xs, cx):
-                    sync.core = (a0, a1, c0, c1, y1 - y0, x1 - x0)
-                    fn(x[:, :, y0:y1, x0:x1])
-            sync.finish_recording()
+            for i in range(stat_passes):
+                sync.mode = "record" if i == 0 else "refine"
+                for (y0, y1), (a0, a1) in zip(ys, cy):
+                    for (x0, x1), (c0, c1) in zip(xs, cx):
+                        sync.core = (a0, a1, c0, c1, y1 - y0, x1 - x0)
+                        fn(x[:, :, y0:y1, x0:x1])
+                sync.finish_recording()
             return _blend(fn, x, ys, xs, num, den, out_device)
     return _blend(fn, x, ys, xs, num, den, out_device)
 

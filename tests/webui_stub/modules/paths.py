@@ -1,6 +1,5 @@
 """Re-exported paths (modules/paths.py). The real one also puts ldm/sgm repositories on sys.path."""
 
-import os
 import sys
 
 from modules.paths_internal import (  # noqa: F401

@@ -15,17 +15,15 @@ Fake: the sampler. `p.sample()` returns seeded Gaussian latents [B, latent_chann
 from __future__ import annotations
 
 import json
-import os
 import random
-import sys
 
 import numpy as np
 import torch
 from PIL import Image
 
-from modules import devices, errors, extra_networks, images, infotext_utils, lowvram, scripts, sd_hijack, sd_models, sd_samplers_common, sd_vae, shared
+from modules import devices, errors, extra_networks, images, infotext_utils, lowvram, scripts, sd_hijack, sd_models, sd_vae, shared
 from modules.sd_samplers_common import approximation_indexes, decode_first_stage, images_tensor_to_samples
-from modules.shared import cmd_opts, opts, state
+from modules.shared import opts, state
 
 opt_C = 4
 opt_f = 8
@@ -210,12 +208,17 @@ class StableDiffusionProcessing(_Fields):
         return opts.samples_save and not self.do_not_save_samples
 
     def _fake_denoise(self, x):
-        """The fake sampler's loop: progress, interrupt between steps, a deterministic result."""
+        """The fake sampler's loop: per-step `on_cfg_denoiser` callbacks (which may change `params.x`),
+        progress, interrupt/skip checked before every step; returns the latents."""
+        from modules import script_callbacks
         state.sampling_steps = self.steps
         for step in range(self.steps):
             if state.interrupted or state.skipped:
                 break
             state.sampling_step = step
+            params = script_callbacks.CFGDenoiserParams(x, None, torch.tensor(1.0 - step / max(self.steps, 1)), step, self.steps, self.c, self.uc)
+            script_callbacks.cfg_denoiser_callback(params)
+            x = params.x
         state.current_latent = x
         return x
 

@@ -32,6 +32,18 @@ class ImageGridLoopParams:
         self.rows = rows
 
 
+class CFGDenoiserParams:
+    def __init__(self, x, image_cond, sigma, sampling_step, total_sampling_steps, text_cond, text_uncond, denoiser=None):
+        self.x = x
+        self.image_cond = image_cond
+        self.sigma = sigma
+        self.sampling_step = sampling_step
+        self.total_sampling_steps = total_sampling_steps
+        self.text_cond = text_cond
+        self.text_uncond = text_uncond
+        self.denoiser = denoiser
+
+
 @dataclasses.dataclass
 class ScriptCallback:
     script: str
@@ -51,8 +63,11 @@ ordered_callbacks_map: dict[str, list[ScriptCallback]] = {}
 
 
 def _caller_file() -> str:
-    stack = [x for x in inspect.stack() if x.filename != __file__]
-    return stack[0].filename if stack else "unknown file"
+    """The file of the nearest frame outside this module (the real code walks inspect.stack())."""
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    return frame.f_code.co_filename if frame is not None else "unknown file"
 
 
 def add_callback(callbacks, fun, *, name=None, category="unknown", filename=None):

@@ -17,10 +17,8 @@ import sys
 import threading
 from collections import OrderedDict
 
-import torch
-
 from modules import devices, errors, hashes, lowvram, paths, script_callbacks, sd_hijack, sd_vae, shared
-from modules.shared import cmd_opts, opts
+from modules.shared import cmd_opts
 
 model_dir = "Stable-diffusion"
 model_path = os.path.abspath(os.path.join(paths.models_path, model_dir))

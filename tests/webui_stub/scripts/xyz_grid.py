@@ -15,7 +15,6 @@ import gradio as gr
 import modules.scripts as scripts
 from modules import images, sd_models, sd_vae, shared
 from modules.processing import Processed, process_images
-from modules.shared import opts
 
 
 def apply_field(field):

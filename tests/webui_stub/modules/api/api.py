@@ -18,7 +18,7 @@ from contextlib import closing
 import gradio as gr
 from fastapi.exceptions import HTTPException
 
-from modules import call_queue, infotext_utils, processing, scripts, shared
+from modules import call_queue, infotext_utils, scripts, shared
 from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img, process_images
 from modules.shared import opts
 

@@ -1,0 +1,148 @@
+"""engine.Vae: scaling, batching, input checks, and the NaN-safe precision fallback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from diffusers_ref import diffusers_vae
+from factories import TINY_KL, TINY_KL16, random_kl_state_dict
+from vae_lab import precision as prec
+from vae_lab.engine import Vae
+from vae_lab.errors import IncompatibleVae, VaeLabError
+
+
+def make(arch=TINY_KL, family="sd1", seed=0, tmp_path=None, weights_id="wid-test", sd=None):
+    sd = sd if sd is not None else random_kl_state_dict(arch, seed=seed)
+    return Vae.from_state_dict(sd, arch=arch, family=family, weights_id=weights_id, device="cpu", state_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "arch,family,scale,shift",
+    [(TINY_KL, "sdxl", 0.13025, 0.0), (TINY_KL16, "flux", 0.3611, 0.1159)],
+    ids=["sdxl", "flux"],
+)
+def test_decode_and_encode_match_diffusers_with_family_scaling(arch, family, scale, shift, tmp_path):
+    sd = random_kl_state_dict(arch, seed=5)
+    vae = make(arch, family, sd=sd, tmp_path=tmp_path)
+    ref = diffusers_vae(sd, arch)
+    gen = torch.Generator().manual_seed(2)
+    lat = torch.randn(3, arch.z_channels, 6, 10, generator=gen)  # diffusion space, batch of 3
+    images = torch.rand(2, 3, 48, 32, generator=gen) * 2 - 1
+    with torch.inference_mode():
+        want_img = ref.decode(lat / scale + shift).sample.clamp(-1, 1)
+        want_lat = (ref.encode(images).latent_dist.mean - shift) * scale
+    got = vae.decode(lat, precision="fp32", tile=False)
+    assert got.images.dtype == torch.float32 and got.images.device.type == "cpu"
+    assert (got.images - want_img).abs().max() <= 1e-4
+    assert got.images.min() >= -1 and got.images.max() <= 1
+    enc = vae.encode(images, precision="fp32", tile=False)
+    assert enc.image_size == (48, 32)
+    assert (enc.latents - want_lat).abs().max() <= 1e-4
+    # the result tensors are ordinary tensors a caller may modify
+    enc.latents.add_(0)
+    got.images.mul_(1)
+
+
+def test_encode_then_decode_reports_what_happened(tmp_path):
+    vae = make(tmp_path=tmp_path)
+    res = vae.decode(torch.randn(4, 8, 8), precision="auto")  # a single latent without batch dim
+    d = res.to_dict()
+    assert d["precision_used"] == prec.auto_precision("cpu") and d["fallback"] == [] and d["tiled"] is False
+    assert d["seconds"] > 0 and (d["peak_memory_bytes"] is None or d["peak_memory_bytes"] >= 0)
+    assert res.images.shape == (1, 3, 64, 64)
+
+
+def test_wrong_latent_channels_and_bad_inputs_are_one_line_errors(tmp_path):
+    vae = make(tmp_path=tmp_path)
+    with pytest.raises(IncompatibleVae, match="4-channel latents, these have 16"):
+        vae.decode(torch.zeros(1, 16, 8, 8))
+    with pytest.raises(VaeLabError, match="precision"):
+        vae.decode(torch.zeros(1, 4, 8, 8), precision="fp8")
+    with pytest.raises(VaeLabError, match="3 channels"):
+        vae.encode(torch.zeros(1, 4, 16, 16))
+    with pytest.raises(VaeLabError, match=r"\[B, C, H, W\]"):
+        vae.encode(torch.zeros(16, 16))
+
+
+def overflowing_state_dict(partial: bool):
+    """Weights whose fp16 decode overflows while fp32 stays finite.
+
+    partial=False: conv_in scaled by 1e5, activations of ~1e6 are Inf in fp16 and the
+    GroupNorm turns everything to NaN. partial=True: only the red output channel's conv
+    is scaled, so the fp16 output has Inf in one channel and no NaN (the WebUI's
+    all-NaN check misses this).
+    """
+    sd = random_kl_state_dict(TINY_KL, seed=7)
+    if partial:
+        sd["decoder.conv_out.weight"][0] *= 1e6
+    else:
+        sd["decoder.conv_in.weight"] *= 1e5
+    return sd
+
+
+@pytest.mark.parametrize("partial", [False, True], ids=["all-nan", "partial-inf"])
+def test_fp16_overflow_falls_back_to_fp32_and_is_remembered(partial, tmp_path):
+    sd = overflowing_state_dict(partial)
+    lat = torch.randn(1, 4, 12, 12, generator=torch.Generator().manual_seed(0))
+    # the premise: fp16 really overflows, and not (only) into an all-NaN tensor when partial
+    model = make(sd=sd, tmp_path=tmp_path)._model_at("fp16")
+    with torch.inference_mode():
+        raw16 = model.decode((lat / 0.18215).half())
+    assert not torch.isfinite(raw16).all()
+    if partial:
+        assert not torch.isnan(raw16).all() and torch.isfinite(raw16[:, 1:]).all()
+
+    vae = make(sd=sd, tmp_path=tmp_path)
+    res = vae.decode(lat, precision="fp16", tile=False)
+    assert res.fallback == ["fp16"] and res.precision_used == "fp32" and res.skipped == []
+    assert torch.isfinite(res.images).all()
+    ref = vae.decode(lat, precision="fp32", tile=False).images
+    assert torch.equal(res.images, ref)
+    saved = json.loads((tmp_path / prec.STATE_FILE).read_text())
+    assert saved["wid-test"]["decode"] == ["fp16"] and saved["wid-test"]["decode_works"] == "fp32"
+
+    # a new Vae for the same weights starts at the precision that works
+    again = make(sd=sd, tmp_path=tmp_path).decode(lat, precision="fp16", tile=False)
+    assert again.precision_used == "fp32" and again.fallback == [] and again.skipped == ["fp16"]
+
+
+def test_bf16_is_tried_before_fp32_where_it_is_fast(tmp_path, monkeypatch):
+    monkeypatch.setattr(prec, "bf16_is_fast", lambda device: True)
+    assert prec.fallback_chain("fp16", "cpu") == ["fp16", "bf16", "fp32"]
+    vae = make(sd=overflowing_state_dict(False), tmp_path=tmp_path)
+    res = vae.decode(torch.randn(1, 4, 8, 8), precision="fp16", tile=False)
+    assert res.fallback == ["fp16"] and res.precision_used == "bf16"  # bf16 has fp32's range
+    assert torch.isfinite(res.images).all()
+
+
+def test_a_healthy_vae_in_fp16_stays_in_fp16_and_is_close_to_fp32(tmp_path):
+    vae = make(tmp_path=tmp_path)
+    lat = torch.randn(1, 4, 10, 10, generator=torch.Generator().manual_seed(4))
+    half = vae.decode(lat, precision="fp16", tile=False)
+    full = vae.decode(lat, precision="fp32", tile=False)
+    assert half.precision_used == "fp16" and half.fallback == []
+    assert (half.images - full.images).abs().max() < 0.05
+    assert not (tmp_path / prec.STATE_FILE).exists()  # nothing to remember
+
+
+def test_precision_memory_survives_a_corrupt_file(tmp_path):
+    (tmp_path / prec.STATE_FILE).write_text("{not json")
+    mem = prec.PrecisionMemory(tmp_path)
+    assert mem.failed("x", "decode") == []
+    mem.record("x", "decode", ["fp16"], "fp32")
+    assert prec.PrecisionMemory(tmp_path).failed("x", "decode") == ["fp16"]
+
+
+def test_state_dir_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_LAB_STATE_DIR", str(tmp_path / "st"))
+    assert prec.PrecisionMemory().path == tmp_path / "st" / prec.STATE_FILE
+
+
+def test_auto_precision_per_device():
+    assert prec.auto_precision("cuda") == "fp16"
+    assert prec.auto_precision("cpu") in ("fp32", "bf16")
+    assert prec.fallback_chain("fp32", "cuda") == ["fp32"]
+    assert prec.fallback_chain("bf16", "cpu") == ["bf16", "fp32"]
