@@ -159,6 +159,9 @@ def test_vae_list_refresh_includes_the_download_folder(lab, tmp_path):
     ctx.on_vaes_changed()
     assert "downloaded.safetensors" in sd_vae.vae_dict and "downloaded.safetensors" in w.vae_choices()
     assert ctx.download_dir == sd_vae.vae_path and w.tokens() == {"hf": "", "civitai": ""}
+    from modules import call_queue
+
+    assert ctx.lock is call_queue.queue_lock
 
     lab.set_opt("vae_lab_download_dir", str(tmp_path))
     try:

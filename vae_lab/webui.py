@@ -825,6 +825,8 @@ def _last_latents_for_tab():
 def ui_context():
     import dataclasses
 
+    from modules import call_queue
+
     from vae_lab import ui
 
     kwargs = dict(
@@ -834,6 +836,7 @@ def ui_context():
         last_latents=_last_latents_for_tab,
         extra=_tab_extra,
         device=str(getattr(shared, "device", "") or "") or None,
+        lock=call_queue.queue_lock,  # a comparison waits for a running generation (and vice versa)
         tokens=tokens,  # Settings tokens for downloads, when the tab's context takes them
         precision=lambda: _opt("vae_lab_precision", "auto"),
     )
