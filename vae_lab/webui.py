@@ -799,8 +799,11 @@ def _tab_extra(tab_ui) -> None:
             save = gr.Button("Save preference", elem_id="vae_lab_checkpoint_pref_save")
 
     def do_save(value):
+        from modules import call_queue
+
         try:
-            msg = set_checkpoint_preference(value)
+            with call_queue.queue_lock:  # never swap under a running generation
+                msg = set_checkpoint_preference(value)
         except VaeLabError as err:
             msg = f"Error: {err}"
         return msg
