@@ -133,6 +133,7 @@ def lab(monkeypatch, tmp_path):
     """A started stand-in WebUI with VAE Lab (the `webui` fixture's FakeWebUI, built here so a
     test module needs to import only `lab`)."""
     monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path / "vae-lab-cache"))
+    monkeypatch.setenv("VAE_LAB_DATA_DIR", str(tmp_path / "vae-lab-data"))  # not into the repo
     fake = FakeWebUI(tmp_path / "webui", monkeypatch)
     try:
         yield Lab(fake).build()

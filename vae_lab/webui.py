@@ -82,7 +82,13 @@ def ram_cache() -> RamCache:
 
 
 def data_dir() -> str:
-    """The extension's data folder (the preferences file lives here)."""
+    """The extension's data folder (the preferences file lives here).
+
+    `VAE_LAB_DATA_DIR` moves it (a read-only install, e.g. a container image).
+    """
+    env = os.environ.get("VAE_LAB_DATA_DIR")
+    if env:
+        return env
     root = _ext_dir or os.path.join(getattr(shared.cmd_opts, "data_dir", None) or ".", "extensions", "vae-lab")
     return os.path.join(root, "data")
 
