@@ -308,6 +308,7 @@ class ActiveSwap:
     previous_source: str
     target: str | None
     owner: int  # id() of the processing object
+    checkpoint: str | None = None  # the checkpoint file it was applied to
 
 
 _active: ActiveSwap | None = None
@@ -381,7 +382,7 @@ def before_process(p, enabled=False, vae=AS_IN_SETTINGS, also=None):
             target = resolve_name(vae)
             previous, prev_source = sd_vae.loaded_vae_file, status.source
             if swap_vae(model, target, source="this generation's choice (VAE Lab)"):
-                _active = ActiveSwap(previous, prev_source, target, id(p))
+                _active = ActiveSwap(previous, prev_source, target, id(p), _checkpoint_file(model))
                 _guard_close(p)
         except VaeLabError as err:
             _comment(p, f"{err}; generating with {_display(sd_vae.loaded_vae_file)}")
@@ -561,6 +562,11 @@ def postprocess(p, processed, *args):
 # Per-checkpoint preference
 
 
+def _checkpoint_file(model) -> str | None:
+    info = getattr(model, "sd_checkpoint_info", None)
+    return getattr(info, "filename", None)
+
+
 def checkpoint_key(model) -> str | None:
     info = getattr(model, "sd_checkpoint_info", None)
     return getattr(info, "name", None) if info is not None else None
@@ -592,11 +598,18 @@ def on_model_loaded(model) -> None:
         return
     with _lock:
         status.file, status.source, status.note = sd_vae.loaded_vae_file, describe_webui_choice(model), ""
-        if _active is not None:  # a checkpoint (re)load in the middle of a generation (hires, refiner)
+        if _active is not None:
+            if _checkpoint_file(model) == _active.checkpoint:
+                # The WebUI reloaded the VAE of the same checkpoint mid-generation: an explicit
+                # `override_settings['sd_vae']` (XYZ plot's VAE axis, pasted overrides) wins.
+                return
+            # Another checkpoint was loaded mid-generation (hires checkpoint, refiner): the
+            # generation's VAE goes into it too, and the end restores that checkpoint's own choice.
             try:
                 previous, prev_source = sd_vae.loaded_vae_file, status.source
                 swap_vae(model, _active.target, source="this generation's choice (VAE Lab)")
                 _active.previous, _active.previous_source = previous, prev_source
+                _active.checkpoint = _checkpoint_file(model)
             except VaeLabError as err:
                 print(f"VAE Lab: {err}")
             return
