@@ -174,3 +174,29 @@ def test_vae_list_refresh_includes_the_download_folder(lab, tmp_path):
     finally:
         lab.set_opt("vae_lab_download_dir", "")
         w.refresh_vae_list()
+
+
+def test_vae_path_on_the_command_line_outranks_everything(tmp_path, monkeypatch):
+    from webui_env import FakeWebUI
+    from webui_lab import Lab
+
+    monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path / "c"))
+    monkeypatch.setenv("VAE_LAB_DATA_DIR", str(tmp_path / "d"))
+    fake = FakeWebUI(tmp_path / "webui", monkeypatch)
+    try:
+        lab = Lab(fake)
+        fixed = str(fake.vae_dir / "a.safetensors")
+        lab.build(args=["--vae-path", fixed])
+        from modules import sd_vae
+
+        import vae_lab.webui as w
+
+        assert sd_vae.loaded_vae_file == fixed
+        res = run_p(make_p(lab, True, "b.safetensors", ["c.safetensors"]))
+        assert "--vae-path fixes the VAE" in res.comments
+        assert "VAE: a.safetensors" in res.infotexts[0] and "VAE: c.safetensors" in res.infotexts[1]
+        assert sd_vae.loaded_vae_file == fixed
+        assert "not applied now" in w.set_checkpoint_preference("b.safetensors")
+        assert sd_vae.loaded_vae_file == fixed
+    finally:
+        fake.close()

@@ -377,7 +377,9 @@ def before_process(p, enabled=False, vae=AS_IN_SETTINGS, also=None):
     restore_generation_vae(" (left over from an earlier generation)")
     st = _state(p)
     model = shared.sd_model
-    if enabled and vae and vae != AS_IN_SETTINGS:
+    if enabled and vae and vae != AS_IN_SETTINGS and getattr(shared.cmd_opts, "vae_path", None):
+        _comment(p, "--vae-path fixes the VAE for every generation; 'VAE for this generation' is ignored")
+    elif enabled and vae and vae != AS_IN_SETTINGS:
         try:
             target = resolve_name(vae)
             previous, prev_source = sd_vae.loaded_vae_file, status.source
