@@ -123,6 +123,12 @@ def refresh_vae_list() -> None:
                     sd_vae.vae_dict[fn] = os.path.abspath(os.path.join(root, fn))
 
 
+def on_before_ui() -> None:
+    """At startup (after the WebUI listed its VAEs): add a custom download folder's files."""
+    if _opt("vae_lab_download_dir", ""):
+        refresh_vae_list()
+
+
 def vae_names() -> list[str]:
     return list(sd_vae.vae_dict)
 
