@@ -90,6 +90,8 @@ def test_preference_set_from_settings(lab):
     assert sd_vae.loaded_vae_file == lab.vae("c")
     lab.set_opt("vae_lab_checkpoint_vae", w.NO_PREFERENCE)
     assert w.preferences().get("sd15.safetensors") is None
+    assert sd_vae.loaded_vae_file is None  # back to the WebUI's own choice (Automatic: the checkpoint's)
+    assert "chosen by the WebUI" in w.current_status()
 
 
 def test_wrong_family_refused_and_model_keeps_its_vae(lab):
@@ -151,6 +153,16 @@ def test_vae_list_refresh_includes_the_download_folder(lab, tmp_path):
 
     import vae_lab.webui as w
 
+    # a download into models/VAE shows up in the WebUI's list through the tab's callback
+    ctx = w.ui_context()
+    save_file(random_kl_state_dict(seed=78), str(lab.webui.vae_dir / "downloaded.safetensors"))
+    ctx.on_vaes_changed()
+    assert "downloaded.safetensors" in sd_vae.vae_dict and "downloaded.safetensors" in w.vae_choices()
+    assert ctx.download_dir == sd_vae.vae_path and w.tokens() == {"hf": "", "civitai": ""}
+    from modules import call_queue
+
+    assert ctx.lock is call_queue.queue_lock
+
     lab.set_opt("vae_lab_download_dir", str(tmp_path))
     try:
         save_file(random_kl_state_dict(seed=77), str(tmp_path / "fresh.safetensors"))
@@ -162,3 +174,29 @@ def test_vae_list_refresh_includes_the_download_folder(lab, tmp_path):
     finally:
         lab.set_opt("vae_lab_download_dir", "")
         w.refresh_vae_list()
+
+
+def test_vae_path_on_the_command_line_outranks_everything(tmp_path, monkeypatch):
+    from webui_env import FakeWebUI
+    from webui_lab import Lab
+
+    monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path / "c"))
+    monkeypatch.setenv("VAE_LAB_DATA_DIR", str(tmp_path / "d"))
+    fake = FakeWebUI(tmp_path / "webui", monkeypatch)
+    try:
+        lab = Lab(fake)
+        fixed = str(fake.vae_dir / "a.safetensors")
+        lab.build(args=["--vae-path", fixed])
+        from modules import sd_vae
+
+        import vae_lab.webui as w
+
+        assert sd_vae.loaded_vae_file == fixed
+        res = run_p(make_p(lab, True, "b.safetensors", ["c.safetensors"]))
+        assert "--vae-path fixes the VAE" in res.comments
+        assert "VAE: a.safetensors" in res.infotexts[0] and "VAE: c.safetensors" in res.infotexts[1]
+        assert sd_vae.loaded_vae_file == fixed
+        assert "not applied now" in w.set_checkpoint_preference("b.safetensors")
+        assert sd_vae.loaded_vae_file == fixed
+    finally:
+        fake.close()

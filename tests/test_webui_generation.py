@@ -252,8 +252,7 @@ def test_second_swap_reads_no_disk_and_cache_stays_within_budget(lab, monkeypatc
     w.ram_cache().clear()
     run_p(make_p(lab, True, "a.safetensors", []))
     run_p(make_p(lab, True, "b.safetensors", []))
-    run_p(make_p(lab, True, "a.safetensors", []))
-    run_p(make_p(lab, True, "b.safetensors", []))
+    run_p(make_p(lab, True, "a.safetensors", []))  # a again: from RAM
     assert sorted(reads) == sorted([lab.vae("a"), lab.vae("b")])  # each file read once
 
     one = w.ram_cache().total_bytes // 2
@@ -326,3 +325,16 @@ def test_hires_checkpoint_switch_mid_generation_keeps_the_choice(lab):
     assert ("sdxl_base.safetensors", "b.safetensors") in seen  # re-applied to the hires model
     assert sd_models.model_data.sd_model.sd_checkpoint_info.name == "sdxl_base.safetensors"
     assert sd_vae.loaded_vae_file is None  # the hires model's own VAE is back
+
+
+def test_an_explicit_sd_vae_override_wins_for_that_generation(lab):
+    """XYZ plot's VAE axis and pasted overrides set `override_settings['sd_vae']`, which the
+    WebUI applies after `before_process`: that explicit choice decides, and everything is
+    restored afterwards."""
+    from modules import sd_vae
+
+    p = make_p(lab, True, "b.safetensors", [])
+    p.override_settings = {"sd_vae": "c.safetensors"}
+    res = run_p(p)
+    assert _infotext_vae(res.infotexts[0])[0] == "c.safetensors"
+    assert sd_vae.loaded_vae_file is None

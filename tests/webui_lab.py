@@ -78,7 +78,7 @@ class Lab:
         self.webui = webui
         self.root = webui.root
 
-    def build(self):
+    def build(self, args=()):
         from factories import TINY_KL, TINY_KL16
 
         random_kl_state_dict = _random_vae  # noqa: N806
@@ -92,7 +92,7 @@ class Lab:
         _save_vae(w.vae_dir / "mse.safetensors", random_kl_state_dict(TINY_KL, seed=32), known_as=FT_MSE_SHA)
         w.link_repo()
         # fp32 VAE too: fp16 convolutions on a CPU are slow and add nothing here
-        w.start(args=["--no-half-vae"], api=False)
+        w.start(args=["--no-half-vae", *args], api=False)
         return self
 
     @property
@@ -133,6 +133,7 @@ def lab(monkeypatch, tmp_path):
     """A started stand-in WebUI with VAE Lab (the `webui` fixture's FakeWebUI, built here so a
     test module needs to import only `lab`)."""
     monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path / "vae-lab-cache"))
+    monkeypatch.setenv("VAE_LAB_DATA_DIR", str(tmp_path / "vae-lab-data"))  # not into the repo
     fake = FakeWebUI(tmp_path / "webui", monkeypatch)
     try:
         yield Lab(fake).build()

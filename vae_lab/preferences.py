@@ -52,6 +52,7 @@ class Preferences:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump({"version": VERSION, "checkpoints": dict(sorted(prefs.items()))}, f, indent=2)
                 f.write("\n")
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; this is no secret
             os.replace(tmp, self.path)
         except OSError as err:
             try:

@@ -82,7 +82,13 @@ def ram_cache() -> RamCache:
 
 
 def data_dir() -> str:
-    """The extension's data folder (the preferences file lives here)."""
+    """The extension's data folder (the preferences file lives here).
+
+    `VAE_LAB_DATA_DIR` moves it (a read-only install, e.g. a container image).
+    """
+    env = os.environ.get("VAE_LAB_DATA_DIR")
+    if env:
+        return env
     root = _ext_dir or os.path.join(getattr(shared.cmd_opts, "data_dir", None) or ".", "extensions", "vae-lab")
     return os.path.join(root, "data")
 
@@ -115,6 +121,12 @@ def refresh_vae_list() -> None:
             for fn in sorted(files):
                 if fn.endswith((".safetensors", ".ckpt", ".pt")) and fn not in sd_vae.vae_dict:
                     sd_vae.vae_dict[fn] = os.path.abspath(os.path.join(root, fn))
+
+
+def on_before_ui() -> None:
+    """At startup (after the WebUI listed its VAEs): add a custom download folder's files."""
+    if _opt("vae_lab_download_dir", ""):
+        refresh_vae_list()
 
 
 def vae_names() -> list[str]:
@@ -273,7 +285,7 @@ def swap_vae(model, vae_file: str | None, *, source: str, check: bool = True) ->
             swap.check(fsm, state_dict, name=os.path.basename(vae_file))  # before anything changes
             if current is None:
                 sd_vae.store_base_vae(model)  # keep the checkpoint's own VAE, as load_vae does
-            elif current not in cache:
+            elif current not in cache and os.path.isfile(current):
                 # The WebUI loaded it from disk; keep it so swapping back never reads the disk.
                 cache.put(current, swap.snapshot(fsm))
             swap.copy_into(fsm, state_dict, name=os.path.basename(vae_file))
@@ -302,6 +314,7 @@ class ActiveSwap:
     previous_source: str
     target: str | None
     owner: int  # id() of the processing object
+    checkpoint: str | None = None  # the checkpoint file it was applied to
 
 
 _active: ActiveSwap | None = None
@@ -339,7 +352,7 @@ class GenState:
     extras: list[tuple[str, str | None, str | None]] = field(default_factory=list)  # (label, path, hash)
     pending: dict[str, list] = field(default_factory=dict)  # label -> decoded samples of this batch
     labels: list[str | None] = field(default_factory=list)  # per image of the batch: None = main
-    latents: list = field(default_factory=list)
+    latents: list | None = field(default_factory=list)  # None: too large to keep
 
 
 def _state(p) -> GenState:
@@ -370,12 +383,14 @@ def before_process(p, enabled=False, vae=AS_IN_SETTINGS, also=None):
     restore_generation_vae(" (left over from an earlier generation)")
     st = _state(p)
     model = shared.sd_model
-    if enabled and vae and vae != AS_IN_SETTINGS:
+    if enabled and vae and vae != AS_IN_SETTINGS and getattr(shared.cmd_opts, "vae_path", None):
+        _comment(p, "--vae-path fixes the VAE for every generation; 'VAE for this generation' is ignored")
+    elif enabled and vae and vae != AS_IN_SETTINGS:
         try:
             target = resolve_name(vae)
             previous, prev_source = sd_vae.loaded_vae_file, status.source
             if swap_vae(model, target, source="this generation's choice (VAE Lab)"):
-                _active = ActiveSwap(previous, prev_source, target, id(p))
+                _active = ActiveSwap(previous, prev_source, target, id(p), _checkpoint_file(model))
                 _guard_close(p)
         except VaeLabError as err:
             _comment(p, f"{err}; generating with {_display(sd_vae.loaded_vae_file)}")
@@ -401,10 +416,8 @@ def _guard_close(p) -> None:
     original = p.close
 
     def close(*args, **kwargs):
-        try:
-            restore_generation_vae(" after the generation")
-        finally:
-            return original(*args, **kwargs)
+        restore_generation_vae(" after the generation")  # never raises
+        return original(*args, **kwargs)
 
     p.close = close
 
@@ -467,16 +480,7 @@ def post_sample(p, ps, enabled=False, vae=None, also=None):
             _comment(p, "'also decode with' needs the latents, but hires fix already decoded them; extra decodes skipped")
             st.extras = []
         return
-    fam, _ = model_family(model)
-    st.latents.append(samples.detach().to("cpu", dtype=samples.dtype))
-    try:
-        import torch
-
-        batch = torch.cat(st.latents) if len(st.latents) > 1 else st.latents[0]
-        last_latents.store(batch, fam, model_name=getattr(p, "sd_model_name", None),
-                           vae_name=os.path.basename(st.main_file) if st.main_file else None)
-    except Exception as err:  # mixed sizes etc.: keeping latents is a convenience
-        print(f"VAE Lab: could not keep the latents for the tab: {err}")
+    _keep_latents(p, st, samples, model)
     st.pending = {}
     if not st.extras:
         return
@@ -490,13 +494,36 @@ def post_sample(p, ps, enabled=False, vae=None, also=None):
             except VaeLabError as err:
                 _comment(p, f"'also decode with' skips {label}: {err}")
                 continue
-            st.pending[label] = processing.decode_latent_batch(model, samples, target_device=devices.cpu, check_for_nans=True)
+            try:
+                st.pending[label] = processing.decode_latent_batch(model, samples, target_device=devices.cpu,
+                                                                   check_for_nans=True)
+            except Exception as err:  # e.g. NaNs with automatic precision fallback off
+                _comment(p, f"'also decode with' {label} failed: {err}")
     finally:
         with _lock:
             try:
                 swap_vae(model, st.main_file, source=main_source, check=False)
             except Exception as err:
                 print(f"VAE Lab: could not put {_display(st.main_file)} back after the extra decodes: {err}")
+
+
+def _keep_latents(p, st: GenState, samples, model) -> None:
+    """All batches of this generation, for the tab (bounded by `last_latents.MAX_BYTES`)."""
+    if st.latents is None:  # already over the budget in an earlier batch
+        return
+    st.latents.append(samples.detach().to("cpu", dtype=samples.dtype))
+    try:
+        import torch
+
+        batch = torch.cat(st.latents) if len(st.latents) > 1 else st.latents[0]
+        fam, _ = model_family(model)
+        kept = last_latents.store(batch, fam, model_name=getattr(p, "sd_model_name", None),
+                                  vae_name=os.path.basename(st.main_file) if st.main_file else None)
+    except Exception as err:  # mixed sizes etc.: keeping latents is a convenience
+        print(f"VAE Lab: could not keep the latents for the tab: {err}")
+        kept = False
+    if not kept:
+        st.latents = None
 
 
 def postprocess_batch_list(p, pp, *args, batch_number=0, **kwargs):
@@ -543,6 +570,11 @@ def postprocess(p, processed, *args):
 # Per-checkpoint preference
 
 
+def _checkpoint_file(model) -> str | None:
+    info = getattr(model, "sd_checkpoint_info", None)
+    return getattr(info, "filename", None)
+
+
 def checkpoint_key(model) -> str | None:
     info = getattr(model, "sd_checkpoint_info", None)
     return getattr(info, "name", None) if info is not None else None
@@ -574,11 +606,18 @@ def on_model_loaded(model) -> None:
         return
     with _lock:
         status.file, status.source, status.note = sd_vae.loaded_vae_file, describe_webui_choice(model), ""
-        if _active is not None:  # a checkpoint (re)load in the middle of a generation (hires, refiner)
+        if _active is not None:
+            if _checkpoint_file(model) == _active.checkpoint:
+                # The WebUI reloaded the VAE of the same checkpoint mid-generation: an explicit
+                # `override_settings['sd_vae']` (XYZ plot's VAE axis, pasted overrides) wins.
+                return
+            # Another checkpoint was loaded mid-generation (hires checkpoint, refiner): the
+            # generation's VAE goes into it too, and the end restores that checkpoint's own choice.
             try:
                 previous, prev_source = sd_vae.loaded_vae_file, status.source
                 swap_vae(model, _active.target, source="this generation's choice (VAE Lab)")
                 _active.previous, _active.previous_source = previous, prev_source
+                _active.checkpoint = _checkpoint_file(model)
             except VaeLabError as err:
                 print(f"VAE Lab: {err}")
             return
@@ -617,9 +656,13 @@ def set_checkpoint_preference(vae: str | None, *, apply: bool = True) -> str:
     if vae is not None:
         path = resolve_name(vae)
         check_compatible(model, path).raise_if_refused()
+    was_applied = status.source.startswith("VAE Lab's preference")
     preferences().set(key, vae)
     if vae is None:
-        return f"No preferred VAE for {key}"
+        if was_applied and not is_forge():  # hand the choice back to the WebUI's own rules
+            res = sd_vae.resolve_vae(model.sd_checkpoint_info.filename)
+            swap_vae(model, res.vae, source=f"the WebUI ({res.source})" if res.source else "the WebUI", check=False)
+        return f"No preferred VAE for {key}. {status.text()}"
     if apply and not is_forge() and _opt("vae_lab_auto_checkpoint_vae", True):
         blocker = preference_blocked_by()
         if blocker:
@@ -783,8 +826,11 @@ def _tab_extra(tab_ui) -> None:
             save = gr.Button("Save preference", elem_id="vae_lab_checkpoint_pref_save")
 
     def do_save(value):
+        from modules import call_queue
+
         try:
-            msg = set_checkpoint_preference(value)
+            with call_queue.queue_lock:  # never swap under a running generation
+                msg = set_checkpoint_preference(value)
         except VaeLabError as err:
             msg = f"Error: {err}"
         return msg
@@ -809,6 +855,8 @@ def _last_latents_for_tab():
 def ui_context():
     import dataclasses
 
+    from modules import call_queue
+
     from vae_lab import ui
 
     kwargs = dict(
@@ -818,6 +866,7 @@ def ui_context():
         last_latents=_last_latents_for_tab,
         extra=_tab_extra,
         device=str(getattr(shared, "device", "") or "") or None,
+        lock=call_queue.queue_lock,  # a comparison waits for a running generation (and vice versa)
         tokens=tokens,  # Settings tokens for downloads, when the tab's context takes them
         precision=lambda: _opt("vae_lab_precision", "auto"),
     )
