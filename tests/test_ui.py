@@ -422,3 +422,35 @@ def test_safetensors_latent_file_written_by_encode_is_accepted(context, tmp_path
     f = save_latents(tmp_path / "x.safetensors", torch.zeros(1, 32, 8, 8), family="flux2")
     note = ui.TabLogic(context).on_source(ui.SOURCE_FILE, f, [])[2]["value"]
     assert note == "x.safetensors: 1×32×8×8 (flux2)"
+
+
+def test_get_vaes_sends_the_hosts_tokens_only_where_they_belong(tmp_path):
+    """The tab's downloads use the tokens the host passes (the WebUI's Settings), per host."""
+    from safetensors.torch import save as save_bytes
+
+    from factories import TINY_KL, random_kl_state_dict
+    from httpserver import FileServer
+    from vae_lab.tokens import TokenPolicy
+
+    folder = tmp_path / "VAE"
+    folder.mkdir()
+    data = save_bytes(random_kl_state_dict(TINY_KL, seed=8))
+    with FileServer() as srv:
+        srv.add_file("/gated/vae.safetensors", data)
+        # 127.0.0.1 plays the Hugging Face host here; "localhost" is any other host.
+        policy = TokenPolicy(tokens={"hf": "hf_from_settings"}, hosts={"hf": ("127.0.0.1",)}, require_https=False)
+        logic = ui.TabLogic(ui.UiContext(vae_dirs=[str(folder)], tokens=lambda: policy))
+        logic.download(None, srv.url("/gated/vae.safetensors"))
+        sent = [r.authorization for r in srv.requests_for("/gated/vae.safetensors")]
+        assert sent and all(a == "Bearer hf_from_settings" for a in sent)
+
+        other = srv.url("/gated/vae.safetensors").replace("127.0.0.1", "localhost")
+        (folder / "vae.safetensors").unlink()
+        logic.download(None, other)
+        assert srv.requests_for("/gated/vae.safetensors")[-1].authorization is None
+
+
+def test_default_precision_comes_from_the_host():
+    assert ui.UiContext().default_precision() == "auto"
+    assert ui.UiContext(precision=lambda: "fp16").default_precision() == "fp16"
+    assert ui.UiContext(precision=lambda: "nonsense").default_precision() == "auto"

@@ -76,6 +76,9 @@ class UiContext:
     device: torch device string for encode/decode, or None for the engine's choice.
     lock: held while encoding/decoding (the WebUI passes `modules.call_queue.queue_lock`, so a
         comparison waits for a running generation instead of competing for GPU memory).
+    tokens: returns the download tokens from the host's settings (`{"hf": …, "civitai": …}`);
+        None means the `HF_TOKEN` / `CIVITAI_API_TOKEN` environment variables only.
+    precision: returns the default precision shown in the tab (the WebUI's "VAE Lab" setting).
     """
 
     vae_dirs: list[str] = field(default_factory=list)
@@ -86,6 +89,12 @@ class UiContext:
     extra: Callable[["TabUi"], None] | None = None
     device: str | None = None
     lock: Any = None
+    tokens: Callable[[], dict] | None = None
+    precision: Callable[[], str] | None = None
+
+    def default_precision(self) -> str:
+        value = self.precision() if self.precision else "auto"
+        return value if value in PRECISIONS else "auto"
 
     def entries(self) -> list[VaeEntry]:
         return list(self.list_vaes() if self.list_vaes else scan_vae_dirs(self.vae_dirs))
@@ -572,7 +581,8 @@ class TabLogic:
                 frac = min(done / total, 1.0) if total else 0.0
                 progress(frac, f"{_fmt_bytes(done)} of {_fmt_bytes(total) if total else '?'}")
 
-        res = download.download(target, dest, progress=on_progress, cancel=cancel, console=False)
+        res = download.download(target, dest, tokens=self.context.tokens, progress=on_progress, cancel=cancel,
+                                console=False)
         if self.context.on_vaes_changed:
             self.context.on_vaes_changed()
         what = res.entry.name if getattr(res, "entry", None) else res.filename
@@ -635,7 +645,7 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
                 reference = gr.Dropdown(refs, value=NO_REFERENCE, label="Reference VAE (decoded in fp32)",
                                         visible=False, elem_id="vae_lab_reference")
                 with gr.Row():
-                    precision = gr.Dropdown(PRECISIONS, value="auto", label="Precision (auto: fp16 on GPU)",
+                    precision = gr.Dropdown(PRECISIONS, value=context.default_precision(), label="Precision (auto: fp16 on GPU)",
                                             min_width=120, elem_id="vae_lab_precision")
                     tiling = gr.Dropdown(TILINGS, value="auto", label="Tiling", min_width=100, elem_id="vae_lab_tiling")
                 with gr.Row():

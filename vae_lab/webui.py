@@ -853,13 +853,11 @@ def _last_latents_for_tab():
 
 
 def ui_context():
-    import dataclasses
-
     from modules import call_queue
 
     from vae_lab import ui
 
-    kwargs = dict(
+    return ui.UiContext(
         vae_dirs=vae_dirs(),
         download_dir=download_dir(),
         on_vaes_changed=refresh_vae_list,
@@ -867,11 +865,9 @@ def ui_context():
         extra=_tab_extra,
         device=str(getattr(shared, "device", "") or "") or None,
         lock=call_queue.queue_lock,  # a comparison waits for a running generation (and vice versa)
-        tokens=tokens,  # Settings tokens for downloads, when the tab's context takes them
+        tokens=tokens,  # the Settings tokens reach the tab's downloads
         precision=lambda: _opt("vae_lab_precision", "auto"),
     )
-    accepted = {f.name for f in dataclasses.fields(ui.UiContext)}
-    return ui.UiContext(**{k: v for k, v in kwargs.items() if k in accepted})
 
 
 def on_ui_tabs():
