@@ -97,16 +97,18 @@ def test_bad_inputs_exit_2_with_one_line(capsys, tmp_path, sd):
     assert code == 2 and err.startswith(f"error: {tmp_path / 'missing.safetensors'}: ") and err.count("\n") == 1
 
 
+class _Plants:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
 def test_unsafe_pickle_from_the_command_line_runs_nothing(tmp_path):
     target = tmp_path / "planted.txt"
     evil = tmp_path / "evil.ckpt"
-    code = (
-        "import torch\n"
-        "class E:\n"
-        f"    def __reduce__(self): return (open, ({str(target)!r}, 'w'))\n"
-        f"torch.save({{'decoder.conv_in.weight': E()}}, {str(evil)!r})\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    torch.save({"decoder.conv_in.weight": _Plants(str(target))}, evil)
     proc = subprocess.run(
         [sys.executable, "-m", "vae_lab", "info", str(evil)],
         cwd=ROOT, capture_output=True, text=True, env={"VAE_LAB_CACHE_DIR": str(tmp_path / "c"), "PATH": "/usr/bin:/bin"},
@@ -114,4 +116,18 @@ def test_unsafe_pickle_from_the_command_line_runs_nothing(tmp_path):
     assert proc.returncode == 2
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"error: {evil}: refused") and proc.stderr.count("\n") == 1
+    assert "(it needs io.open)" in proc.stderr
     assert not target.exists()
+
+
+def test_info_on_several_files_goes_on_past_a_bad_one(capsys, tmp_path, sd, taef2_pair):
+    good = write(sd, tmp_path / "v.safetensors")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"PK\x03\x04 broken zip")
+    code, out, err = _run(capsys, "info", good, bad, taef2_pair[0], "--json")
+    assert code == 2
+    objects = [json.loads(line) for line in out.splitlines()]
+    assert [o["path"] for o in objects] == [str(good), str(taef2_pair[0])]
+    assert err.startswith(f"error: {bad}: ") and err.count("\n") == 1
+    code, out, _ = _run(capsys, "info", good, taef2_pair[0])
+    assert code == 0 and out.count("\n\n") == 1 and out.count("file sha256:") == 2

@@ -133,3 +133,32 @@ def test_tae_pair_becomes_one_file_with_both_halves(tmp_path, taef2_pair):
     assert vae.arch.variant == "taef2" and vae.arch.latent_channels == 32
     assert inspect(tmp_path / "taef2.safetensors", cache=None).weights_id == inspect(decoder, cache=None).weights_id
     assert _meta(tmp_path / "taef2.safetensors")["vae_lab.variant"] == "taef2"
+
+
+def test_round_trip_through_diffusers_own_ldm_converter(tmp_path):
+    """diffusers folder -> our LDM safetensors -> diffusers' `convert_ldm_vae_checkpoint` -> the same model.
+
+    Two independent implementations of the mapping (ours, and the one diffusers uses for
+    single-file checkpoints) must agree, and the rebuilt model must decode identically."""
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    torch.manual_seed(0)
+    cfg = dict(
+        block_out_channels=(32, 64, 64, 64),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        norm_num_groups=32,
+        latent_channels=4,
+    )
+    model = AutoencoderKL(**cfg).eval()
+    model.save_pretrained(tmp_path / "diffusers-vae")
+    convert(tmp_path / "diffusers-vae", tmp_path / "ldm.safetensors", cache=None)
+
+    ldm = load_file(str(tmp_path / "ldm.safetensors"))
+    rebuilt = AutoencoderKL(**cfg).eval()
+    rebuilt.load_state_dict(convert_ldm_vae_checkpoint(ldm, dict(model.config)), strict=True)
+    z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(rebuilt.decode(z).sample, model.decode(z).sample)

@@ -47,9 +47,33 @@ def _copies(sd, folder):
     }
 
 
+EXPECTED_FORMAT_LAYOUT_DTYPE = {
+    "safetensors": ("safetensors", "ldm", "float32"),
+    "renamed": ("safetensors", "ldm", "float32"),
+    "zip pickle": ("pickle", "ldm", "float32"),
+    "legacy pickle": ("pickle", "ldm", "float32"),
+    "wrapped ckpt": ("pickle", "ldm", "float32"),
+    "full checkpoint": ("safetensors", "checkpoint", "float32"),
+    "diffusers (to_q)": ("diffusers", "diffusers", "float32"),
+    "diffusers (query, .bin)": ("diffusers", "diffusers", "float32"),
+    "diffusers keys, one file": ("safetensors", "diffusers", "float32"),
+    "fp16": ("safetensors", "ldm", "float16"),
+    "fp16 ckpt": ("pickle", "ldm", "float16"),
+}
+
+
 def test_weights_id_is_the_same_for_every_copy(tmp_path, sd):
-    ids = {name: inspect(p, cache=None).weights_id for name, p in _copies(sd, tmp_path).items()}
+    infos = {name: inspect(p, cache=None) for name, p in _copies(sd, tmp_path).items()}
+    for name, info in infos.items():
+        assert (info.format, info.layout, info.dtype) == EXPECTED_FORMAT_LAYOUT_DTYPE[name], name
+        assert (info.kind, info.latent_channels, info.has_encoder, info.has_decoder) == ("kl", 4, True, True), name
+        assert (info.family, info.known) == ("unknown", None), name
+    ids = {name: info.weights_id for name, info in infos.items()}
     assert len(set(ids.values())) == 1, ids
+    # ... while the file hashes differ, except for byte-identical files
+    assert infos["renamed"].file_sha256 == infos["safetensors"].file_sha256
+    assert infos["diffusers keys, one file"].file_sha256 == infos["diffusers (to_q)"].file_sha256
+    assert len({info.file_sha256 for info in infos.values()}) == len(infos) - 2
     assert ids["safetensors"] == weights_id(sd)
     assert len(ids["safetensors"]) == 64 and int(ids["safetensors"], 16) >= 0
 

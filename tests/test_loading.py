@@ -320,6 +320,18 @@ def test_not_a_vae(tmp_path):
     _assert_bad(tmp_path / "nothing.pt", "no tensors")
 
 
+def test_bookkeeping_next_to_unwrapped_weights_is_ignored(tmp_path, sd):
+    path = tmp_path / "flat.ckpt"
+    torch.save(dict(sd, epoch=3, global_step=10, note="trained on x", history=[1.0, 0.5]), path)
+    vae = load_vae_file(path)
+    assert vae.dropped_keys == 4
+    assert_same_tensors(vae.state_dict, sd)
+    broken = dict(sd)
+    broken["decoder.conv_in.weight"] = "not a tensor"
+    torch.save(broken, tmp_path / "broken.ckpt")
+    _assert_bad(tmp_path / "broken.ckpt", "not a complete kl-f8 VAE: decoder.conv_in.weight missing")
+
+
 def test_integer_tensors_are_not_weights(tmp_path, sd):
     bad = dict(sd)
     bad["decoder.conv_out.bias"] = torch.zeros(3, dtype=torch.int64)
@@ -356,3 +368,113 @@ def test_full_size_sd_shapes_validate(tmp_path):
     vae = load_vae_file(write(sd, tmp_path / "sd.safetensors"))
     assert vae.arch == SD_KL and len(vae.state_dict) == 248
     json.dumps(vae.metadata)
+
+
+def test_lightning_checkpoint_with_callbacks_and_numpy_loads_without_running_anything(tmp_path, sd, monkeypatch):
+    """What A1111's safe unpickler accepts (Lightning's ModelCheckpoint, numpy scalars/arrays) we read too,
+    with the callback bound to an inert stand-in: its code is never imported or run."""
+    import sys
+    import types
+
+    import numpy as np
+
+    ran = []
+
+    class ModelCheckpoint:
+        def __init__(self):
+            self.best_model_score = np.float64(1.25)
+
+        def __setstate__(self, state):
+            ran.append(state)
+
+    ModelCheckpoint.__module__ = "pytorch_lightning.callbacks.model_checkpoint"
+    ModelCheckpoint.__qualname__ = "ModelCheckpoint"
+    module = types.ModuleType("pytorch_lightning.callbacks.model_checkpoint")
+    module.ModelCheckpoint = ModelCheckpoint
+    monkeypatch.setitem(sys.modules, "pytorch_lightning", types.ModuleType("pytorch_lightning"))
+    monkeypatch.setitem(sys.modules, "pytorch_lightning.callbacks", types.ModuleType("pytorch_lightning.callbacks"))
+    monkeypatch.setitem(sys.modules, "pytorch_lightning.callbacks.model_checkpoint", module)
+    ckpt = {
+        "state_dict": dict(sd, **{"loss.logvar": torch.zeros(())}),
+        "callbacks": {ModelCheckpoint: {"best_model_score": np.float64(0.5), "history": np.arange(4)}},
+        "checkpoint": ModelCheckpoint(),
+        "pytorch-lightning_version": "1.4.2",
+    }
+    for legacy in (False, True):
+        path = tmp_path / f"lightning-{legacy}.ckpt"
+        torch.save(ckpt, path, _use_new_zipfile_serialization=not legacy)
+        vae = load_vae_file(path)
+        assert_same_tensors(vae.state_dict, sd)
+    assert ran == []
+
+
+def _taesd_like(latent_channels, downscale):
+    """A random TAE with madebyollin's exact module structure, built independently of vae_lab.arch."""
+    import torch.nn as nn
+
+    def conv(a, b, **kw):
+        return nn.Conv2d(a, b, 3, padding=1, **kw)
+
+    class Block(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv = nn.Sequential(conv(c, c), nn.ReLU(), conv(c, c), nn.ReLU(), conv(c, c))
+
+    if downscale == 32:
+        enc = [conv(3, 32, stride=2), nn.ReLU(), conv(32, 64, stride=2), nn.ReLU(), Block(64)]
+        for _ in range(4):
+            enc += [conv(64, 64, stride=2, bias=False), Block(64), Block(64), Block(64)]
+        widths = [256, 128, 64, 64, 64, 64]
+    else:
+        enc = [conv(3, 64), Block(64)]
+        for _ in range(3):
+            enc += [conv(64, 64, stride=2, bias=False), Block(64), Block(64), Block(64)]
+        widths = [64, 64, 64, 64]
+    enc.append(conv(64, latent_channels))
+    dec = [nn.Identity(), conv(latent_channels, widths[0]), nn.ReLU()]
+    for a, b in zip(widths[:-1], widths[1:]):
+        dec += [Block(a), Block(a), Block(a), nn.Upsample(scale_factor=2), conv(a, b, bias=False)]
+    dec += [Block(widths[-1]), conv(widths[-1], 3)]
+    return nn.Sequential(*enc).state_dict(), nn.Sequential(*dec).state_dict()
+
+
+@pytest.mark.parametrize("channels, downscale, variant", [(4, 8, "taesd"), (16, 8, "taesd"), (32, 32, "f32")])
+def test_tae_pth_pairs_of_every_variant(tmp_path, channels, downscale, variant):
+    enc, dec = _taesd_like(channels, downscale)
+    torch.save(enc, tmp_path / "tae_encoder.pth")
+    write(dec, tmp_path / "tae_decoder.safetensors")  # halves in different containers still pair up
+    vae = load_vae_file(tmp_path / "tae_encoder.pth")
+    assert vae.arch == TAEArch(latent_channels=channels, variant=variant, downscale=downscale)
+    assert vae.files == [str(tmp_path / "tae_encoder.pth"), str(tmp_path / "tae_decoder.safetensors")]
+    assert len(vae.state_dict) == len(enc) + len(dec)
+
+
+def test_tae_halves_of_different_scales_are_refused(tmp_path):
+    enc, _ = _taesd_like(32, 8)
+    _, dec = _taesd_like(32, 32)
+    torch.save(enc, tmp_path / "odd_encoder.pth")
+    torch.save(dec, tmp_path / "odd_decoder.pth")
+    with pytest.raises(BadVaeFile, match="odd_decoder.pth: scales 32x, but .*odd_encoder.pth scales 8x"):
+        load_vae_file(tmp_path / "odd_encoder.pth")
+
+
+def test_older_torch_without_safe_globals_is_stricter_but_still_safe(tmp_path, sd, monkeypatch):
+    """A1111 ships torch 2.1, which has weights_only but no safe_globals: plain files still load,
+    anything beyond tensors is refused."""
+    import numpy as np
+
+    monkeypatch.delattr(torch.serialization, "safe_globals")
+    assert_same_tensors(load_vae_file(write(sd, tmp_path / "plain.ckpt")).state_dict, sd)
+    torch.save({"state_dict": sd, "score": np.float64(0.5)}, tmp_path / "numpy.ckpt")
+    with pytest.raises(UnsafeFile, match="numpy"):
+        load_vae_file(tmp_path / "numpy.ckpt")
+
+
+def test_unreadable_file_is_one_line(tmp_path, sd, monkeypatch):
+    from vae_lab import readers
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(readers, "sniff", denied)
+    _assert_bad(write(sd, tmp_path / "locked.safetensors"), "cannot read (Permission denied)")

@@ -124,7 +124,7 @@ def infer_kl_arch(sd) -> KLArch:
         conv_in = _shape(sd, "encoder.conv_in.weight")
         conv_out = _shape(sd, "encoder.conv_out.weight")
         if conv_in is None or conv_out is None:
-            raise ValueError("encoder.conv_in / encoder.conv_out missing")
+            raise ValueError(f"encoder.{'conv_in' if conv_in is None else 'conv_out'}.weight missing")
         ch, in_channels = conv_in[0], conv_in[1]
         z = conv_out[0] // 2
         levels = sorted({int(k.split(".")[2]) for k in sd if k.startswith("encoder.down.")})
@@ -144,7 +144,7 @@ def infer_kl_arch(sd) -> KLArch:
         d_in = _shape(sd, "decoder.conv_in.weight")
         d_out = _shape(sd, "decoder.conv_out.weight")
         if d_in is None or d_out is None:
-            raise ValueError("decoder.conv_in / decoder.conv_out missing")
+            raise ValueError(f"decoder.{'conv_in' if d_in is None else 'conv_out'}.weight missing")
         dz, out_channels = d_in[1], d_out[0]
         dch = d_out[1]
         levels = sorted({int(k.split(".")[2]) for k in sd if k.startswith("decoder.up.")})
@@ -178,26 +178,52 @@ def infer_kl_arch(sd) -> KLArch:
 
 
 # --- TAE (madebyollin's tiny autoencoders) ---------------------------------------------------
+#
+# The `.pth` files are bare nn.Sequential state dicts, so a tensor's key is its layer's index
+# in madebyollin's `Encoder`/`Decoder` (8x) or `F32Encoder`/`F32Decoder` (32x, taesana).
+# A plan lists the layers that have parameters: ("conv", index, c_in, c_out, stride, bias)
+# or ("block", index, channels); ReLU, Clamp and Upsample only take up an index.
 
-# The `.pth` layout is a bare nn.Sequential: these are the indices of its parts.
-TAE_ENCODER_BLOCKS = (1, 3, 4, 5, 7, 8, 9, 11, 12, 13)
-TAE_ENCODER_STRIDE_CONVS = (2, 6, 10)  # 3x3, stride 2, no bias
-TAE_DECODER_BLOCKS = (3, 4, 5, 8, 9, 10, 13, 14, 15, 18)
-TAE_DECODER_UP_CONVS = (7, 12, 17)  # 3x3 after each 2x upsample, no bias
-TAE_WIDTH = 64
+
+def tae_encoder_plan(downscale: int = 8) -> list[tuple]:
+    plan, i = [], 0
+    if downscale == 32:
+        plan += [("conv", 0, 3, 32, 2, True), ("conv", 2, 32, 64, 2, True), ("block", 4, 64)]
+        i, stages = 5, 4
+    else:
+        plan += [("conv", 0, 3, 64, 1, True), ("block", 1, 64)]
+        i, stages = 2, 3
+    for _ in range(stages):
+        plan.append(("conv", i, 64, 64, 2, False))
+        plan += [("block", i + 1, 64), ("block", i + 2, 64), ("block", i + 3, 64)]
+        i += 4
+    plan.append(("conv", i, 64, None, 1, True))  # c_out: the latent channels
+    return plan
+
+
+def tae_decoder_plan(downscale: int = 8) -> list[tuple]:
+    widths = [256, 128, 64, 64, 64, 64] if downscale == 32 else [64, 64, 64, 64]
+    plan = [("conv", 1, None, widths[0], 1, True)]  # 0 is the Clamp, 2 a ReLU; c_in: latent channels
+    i = 3
+    for c_in, c_out in zip(widths[:-1], widths[1:]):
+        plan += [("block", i, c_in), ("block", i + 1, c_in), ("block", i + 2, c_in)]
+        plan.append(("conv", i + 4, c_in, c_out, 1, False))  # i + 3 is the Upsample
+        i += 5
+    plan += [("block", i, widths[-1]), ("conv", i + 1, widths[-1], 3, 1, True)]
+    return plan
 
 
 @dataclass(frozen=True)
 class TAEArch:
     """A tiny autoencoder (TAESD family), read from its weights.
 
-    Both halves are madebyollin's 8x `Encoder`/`Decoder` (64 channels, `Block`s of three
-    3x3 convs). `variant` is "taesd" (plain; taesd, taesdxl, taesd3, taef1) or "taef2"
-    (some blocks carry a `pool` branch: 1x1 conv C->4C, GroupNorm(4, 4C), ReLU, 1x1 conv
-    4C->C, added to the block input before the convs). `encoder_pool_blocks` and
-    `decoder_pool_blocks` are the `.pth` indices of the blocks that have it.
-    Model code builds the `nn.Sequential` halves from this and loads the normalised
-    `encoder.N…` / `decoder.N…` keys with the prefix stripped.
+    Layers follow madebyollin's `taesd.py`: `downscale` 8 is `Encoder`/`Decoder` (taesd,
+    taesdxl, taesd3, taef1, taef2), 32 is `F32Encoder`/`F32Decoder` (taesana). `variant` names
+    it: "taesd" (plain Blocks), "taef2" (some Blocks carry a `pool` branch: 1x1 conv C->4C, no
+    bias; GroupNorm(4, 4C); ReLU; 1x1 conv 4C->C, no bias; added to the Block input before its
+    convs) or "f32". `encoder_pool_blocks` / `decoder_pool_blocks` are the `.pth` indices of the
+    Blocks with a pool branch. Model code builds the halves from `tae_encoder_plan` /
+    `tae_decoder_plan` and loads the normalised `encoder.N…` / `decoder.N…` keys without prefix.
     """
 
     latent_channels: int = 4
@@ -206,39 +232,34 @@ class TAEArch:
     decoder_pool_blocks: tuple[int, ...] = ()
     has_encoder: bool = True
     has_decoder: bool = True
+    downscale: int = 8
 
-    @property
-    def downscale(self) -> int:
-        return 8
+
+def _tae_half_shapes(s, half, plan, z, pools):
+    for step in plan:
+        if step[0] == "conv":
+            _, i, c_in, c_out, _stride, bias = step
+            c_in, c_out = c_in or z, c_out or z
+            s[f"{half}.{i}.weight"] = (c_out, c_in, 3, 3)
+            if bias:
+                s[f"{half}.{i}.bias"] = (c_out,)
+        else:
+            _, i, c = step
+            for j in (0, 2, 4):
+                _conv(s, f"{half}.{i}.conv.{j}", c, c, 3)
+            if i in pools:
+                s[f"{half}.{i}.pool.0.weight"] = (4 * c, c, 1, 1)
+                _norm(s, f"{half}.{i}.pool.1", 4 * c)
+                s[f"{half}.{i}.pool.3.weight"] = (c, 4 * c, 1, 1)
 
 
 def tae_expected_shapes(arch: TAEArch) -> dict[str, tuple[int, ...]]:
     """Every tensor of `arch`, with the normalised keys `encoder.N…` / `decoder.N…`."""
     s: dict[str, tuple[int, ...]] = {}
-    w, z = TAE_WIDTH, arch.latent_channels
-
-    def block(prefix, pooled):
-        for j in (0, 2, 4):
-            _conv(s, f"{prefix}.conv.{j}", w, w, 3)
-        if pooled:
-            s[f"{prefix}.pool.0.weight"] = (4 * w, w, 1, 1)
-            _norm(s, f"{prefix}.pool.1", 4 * w)
-            s[f"{prefix}.pool.3.weight"] = (w, 4 * w, 1, 1)
-
     if arch.has_encoder:
-        _conv(s, "encoder.0", w, 3, 3)
-        for i in TAE_ENCODER_BLOCKS:
-            block(f"encoder.{i}", i in arch.encoder_pool_blocks)
-        for i in TAE_ENCODER_STRIDE_CONVS:
-            s[f"encoder.{i}.weight"] = (w, w, 3, 3)
-        _conv(s, "encoder.14", z, w, 3)
+        _tae_half_shapes(s, "encoder", tae_encoder_plan(arch.downscale), arch.latent_channels, arch.encoder_pool_blocks)
     if arch.has_decoder:
-        _conv(s, "decoder.1", w, z, 3)
-        for i in TAE_DECODER_BLOCKS:
-            block(f"decoder.{i}", i in arch.decoder_pool_blocks)
-        for i in TAE_DECODER_UP_CONVS:
-            s[f"decoder.{i}.weight"] = (w, w, 3, 3)
-        _conv(s, "decoder.19", 3, w, 3)
+        _tae_half_shapes(s, "decoder", tae_decoder_plan(arch.downscale), arch.latent_channels, arch.decoder_pool_blocks)
     return s
 
 
@@ -248,29 +269,39 @@ def infer_tae_arch(sd) -> TAEArch:
     has_dec = any(k.startswith("decoder.") for k in sd)
     if not (has_enc or has_dec):
         raise ValueError("no encoder or decoder tensors")
-    z = None
+    z = scale = None
     if has_enc:
-        shape = _shape(sd, "encoder.14.weight")
+        first = _shape(sd, "encoder.0.weight")
+        if first is None:
+            raise ValueError("encoder.0.weight (the first conv) missing")
+        scale = 32 if first[0] == 32 else 8
+        last = tae_encoder_plan(scale)[-1][1]
+        shape = _shape(sd, f"encoder.{last}.weight")
         if shape is None:
-            raise ValueError("encoder.14.weight (the latent conv) missing")
+            raise ValueError(f"encoder.{last}.weight (the latent conv) missing")
         z = shape[0]
     if has_dec:
         shape = _shape(sd, "decoder.1.weight")
         if shape is None:
             raise ValueError("decoder.1.weight (the first conv) missing")
+        dscale = 32 if shape[0] == 256 else 8
         if z is not None and shape[1] != z:
-            raise ValueError(f"encoder makes {z} latent channels but decoder takes {shape[1]}")
-        z = shape[1]
+            raise ValueError(f"the encoder makes {z} latent channels but the decoder takes {shape[1]}")
+        if scale is not None and dscale != scale:
+            raise ValueError(f"the encoder downscales {scale}x but the decoder upscales {dscale}x")
+        z, scale = shape[1], dscale
 
     def pools(half):
         return tuple(sorted({int(k.split(".")[1]) for k in sd if k.startswith(f"{half}.") and ".pool." in k}))
 
     enc_pool, dec_pool = pools("encoder"), pools("decoder")
+    variant = "f32" if scale == 32 else "taef2" if (enc_pool or dec_pool) else "taesd"
     return TAEArch(
         latent_channels=z,
-        variant="taef2" if (enc_pool or dec_pool) else "taesd",
+        variant=variant,
         encoder_pool_blocks=enc_pool,
         decoder_pool_blocks=dec_pool,
         has_encoder=has_enc,
         has_decoder=has_dec,
+        downscale=scale,
     )

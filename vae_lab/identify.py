@@ -29,6 +29,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 
 from vae_lab import families
+from vae_lab.errors import BadVaeFile
 from vae_lab.loading import VaeFile, load_vae_file
 
 CHUNK = 1 << 20
@@ -76,10 +77,14 @@ class VaeInfo:
 
 
 def sha256_file(path: str) -> str:
+    """The full-file SHA-256, streamed in 1 MiB chunks."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+    except OSError as err:
+        raise BadVaeFile(f"{path}: cannot read ({err.strerror or err})") from None
     return h.hexdigest()
 
 

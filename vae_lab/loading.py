@@ -35,7 +35,7 @@ class VaeFile:
     weights_file: str = ""  # the file holding the given weights (inside a diffusers folder: the weights file)
     config: dict | None = None  # diffusers config.json (a hint only: identity decides the family)
     metadata: dict = field(default_factory=dict)  # safetensors __metadata__ of the given file
-    dropped_keys: int = 0  # loss*/model_ema.* entries that were ignored
+    dropped_keys: int = 0  # loss*/model_ema.* entries and non-tensor bookkeeping that were ignored
 
     @property
     def latent_channels(self) -> int:
@@ -92,7 +92,9 @@ def _normalise(raw: RawFile, path: str):
     for k in wanted:
         value = content[k]
         if not isinstance(value, torch.Tensor):
-            raise BadVaeFile(f"{path}: {k!r} is a {type(value).__name__}, not a tensor")
+            # training bookkeeping next to the weights ("epoch": 3, "callbacks": {...}): not part of the model
+            dropped.append(k)
+            continue
         if not value.is_floating_point():
             raise BadVaeFile(f"{path}: {k!r} holds {value.dtype} values, not floating point weights")
         sd[k[len(prefix):]] = value
@@ -206,6 +208,11 @@ def _join(vae: VaeFile, other: VaeFile) -> None:
         raise BadVaeFile(
             f"{other.path}: has {other.arch.latent_channels} latent channels, "
             f"but {vae.path} has {vae.arch.latent_channels}; not halves of one TAE"
+        )
+    if other.arch.downscale != vae.arch.downscale:
+        raise BadVaeFile(
+            f"{other.path}: scales {other.arch.downscale}x, but {vae.path} scales {vae.arch.downscale}x; "
+            "not halves of one TAE"
         )
     sd = dict(vae.state_dict)
     sd.update({k: t for k, t in other.state_dict.items() if not k.startswith(mine + ".")})

@@ -12,10 +12,12 @@ runs. Everything that goes wrong is reported as one line that starts with the pa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import struct
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,15 +62,19 @@ class LazySafetensors(Mapping):
         self._path = path
         self._file = safe_open(path, framework="pt", device="cpu")
         self._keys = list(self._file.keys())
+        self._key_set = set(self._keys)
         self.metadata = dict(self._file.metadata() or {})
 
     def __getitem__(self, key):
-        if key not in self._keys:
+        if key not in self._key_set:
             raise KeyError(key)
         try:
             return self._file.get_tensor(key)
         except Exception as err:  # a tensor that points past the end of a damaged file
             raise BadVaeFile(f"{self._path}: cannot read tensor {key!r}: {_one_line(err)}") from None
+
+    def __contains__(self, key):
+        return key in self._key_set
 
     def __iter__(self):
         return iter(self._keys)
@@ -112,7 +118,82 @@ def read_safetensors(path: str) -> RawFile:
     return RawFile(path=path, format="safetensors", files=[path], content=lazy, metadata=lazy.metadata)
 
 
-_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
+_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>|Unsupported class ([\w.]+)")
+
+
+class InertStandIn:
+    """What a training-callback object in a Lightning checkpoint becomes: nothing.
+
+    LDM training checkpoints (the original kl-f8 release, many `.ckpt` VAEs) carry a
+    `ModelCheckpoint` in their `callbacks`. A1111's own safe unpickler accepts that name;
+    here the name is bound to this empty class, so the file loads and no code from it runs.
+    """
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+
+def _numpy_dtype_classes(numpy) -> list:
+    dtypes = getattr(numpy, "dtypes", None)  # numpy >= 1.25 builds dtypes from these classes
+    return [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")] if dtypes else []
+
+
+def _compat_globals() -> list:
+    """The extra globals A1111's `modules/safe.py` accepts beyond plain tensors, made harmless.
+
+    numpy scalars/arrays (losses and scores stored next to the weights) are data-only
+    constructors; the Lightning callback is replaced by `InertStandIn`; py2's `set` is `set`.
+    """
+    import _codecs
+    import importlib
+
+    import numpy
+
+    try:  # numpy 2 (and 1.26's forward shim) name it numpy._core; numpy 1 pickles say numpy.core
+        multiarray = importlib.import_module("numpy._core.multiarray")
+    except ImportError:
+        multiarray = importlib.import_module("numpy.core.multiarray")
+    return [
+        *[(multiarray.scalar, f"{core}.multiarray.scalar") for core in ("numpy.core", "numpy._core")],
+        *[(multiarray._reconstruct, f"{core}.multiarray._reconstruct") for core in ("numpy.core", "numpy._core")],
+        numpy.dtype,
+        numpy.ndarray,
+        *_numpy_dtype_classes(numpy),
+        _codecs.encode,
+        (set, "__builtin__.set"),
+        (InertStandIn, "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint"),
+        (InertStandIn, "pytorch_lightning.callbacks.model_checkpoint"),
+    ]
+
+
+_LOAD_LOCK = threading.Lock()  # torch's safe_globals() changes process-wide state
+
+
+@contextlib.contextmanager
+def _allowing(extra: list):
+    """torch's `safe_globals(extra)` where this torch has it (2.5+); plain weights_only before.
+
+    Older torch (A1111 ships 2.1) simply refuses the extra globals: still safe, just stricter.
+    """
+    import torch
+
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    if safe_globals is None:
+        yield
+        return
+    try:
+        ctx = safe_globals(extra)
+        ctx.__enter__()
+    except (TypeError, ValueError):  # a torch without (object, "name") stand-ins
+        yield
+        return
+    try:
+        yield
+    finally:
+        ctx.__exit__(None, None, None)
 
 
 def read_pickle(path: str, zip_format: bool) -> RawFile:
@@ -123,12 +204,14 @@ def read_pickle(path: str, zip_format: bool) -> RawFile:
 
     mmap = zip_format and os.path.getsize(path) > MMAP_ABOVE_BYTES
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        with _LOAD_LOCK, _allowing(_compat_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         text = str(err)
         if "Weights only load failed" in text or "weights_only" in text:
             found = _GLOBAL_RE.search(text)
-            what = f"it needs {found.group(1)}" if found else _one_line(err).split(". ")[0]
+            name = next((g for g in found.groups() if g), None) if found else None
+            what = f"it needs {name}" if name else "it needs objects other than tensors"
             raise UnsafeFile(
                 f"{path}: refused: this pickle needs more than plain tensors to load ({what}); "
                 "nothing in it was run"
@@ -146,9 +229,12 @@ def read_pickle(path: str, zip_format: bool) -> RawFile:
 
 def read_weights_file(path: str) -> RawFile:
     """A single weights file, by content."""
-    if os.path.getsize(path) == 0:
-        raise BadVaeFile(f"{path}: empty file")
-    kind = sniff(path)
+    try:
+        if os.path.getsize(path) == 0:
+            raise BadVaeFile(f"{path}: empty file")
+        kind = sniff(path)
+    except OSError as err:
+        raise BadVaeFile(f"{path}: cannot read ({err.strerror or _one_line(err)})") from None
     if kind == "safetensors":
         return read_safetensors(path)
     if kind in ("zip-pickle", "pickle"):

@@ -1,4 +1,9 @@
-"""`python -m vae_lab info PATH [--json]`: what a VAE file is and which VAE it is."""
+"""`python -m vae_lab info PATH… [--json]`: what a VAE file is and which VAE it is.
+
+With several paths (`info models/VAE/*`) each gets its block of text, or its own JSON
+object on its own line; a bad file prints its one-line error and the others still go on
+(exit status 2 if any failed).
+"""
 
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ FIELDS = (
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("path", metavar="PATH", help="a .safetensors/.ckpt/.pt/.pth/.bin file or a diffusers folder")
+    parser.add_argument("paths", metavar="PATH", nargs="+", help="a .safetensors/.ckpt/.pt/.pth/.bin file or a diffusers folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--no-cache", action="store_true", help="hash the file again instead of using the hash cache")
 
@@ -54,6 +59,8 @@ def format_text(info) -> str:
         values["known"] += f" (converted from {d['converted_from']})"
     if d["family"] == "unknown":
         values["family"] = "unknown (SD1 and SDXL VAEs, or SD3 and Flux.1 VAEs, have identical shapes)"
+    if d["family"] == "unknown" and d["kind"] == "kl" and d["latent_channels"] == 4:
+        values["scaling_factor"] = f"{d['scaling_factor']} (the SD1/SD2 value A1111 would use; family unknown)"
     values["has_encoder"] = "yes" if d["has_encoder"] else "no"
     values["has_decoder"] = "yes" if d["has_decoder"] else "no"
     values["size_bytes"] = _size(d["size_bytes"])
@@ -68,11 +75,26 @@ def format_text(info) -> str:
 
 
 def run(args) -> int:
-    from vae_lab.identify import DEFAULT_CACHE, inspect
+    import sys
 
-    info = inspect(args.path, cache=None if args.no_cache else DEFAULT_CACHE)
-    if args.json:
-        print(json.dumps(info.to_dict()))
-    else:
-        print(format_text(info))
-    return 0
+    from vae_lab.errors import VaeLabError
+    from vae_lab.identify import HashCache, inspect
+
+    cache = None if args.no_cache else HashCache()
+    if len(args.paths) == 1:  # one file: errors go through the CLI's one-line handler
+        info = inspect(args.paths[0], cache=cache)
+        print(json.dumps(info.to_dict()) if args.json else format_text(info))
+        return 0
+    failed = 0
+    for i, path in enumerate(args.paths):
+        try:
+            info = inspect(path, cache=cache)
+        except VaeLabError as err:
+            failed += 1
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            continue
+        if args.json:
+            print(json.dumps(info.to_dict()), flush=True)
+        else:
+            print(("\n" if i else "") + format_text(info), flush=True)
+    return 2 if failed else 0
