@@ -15,7 +15,8 @@ ensure_venv() {
     local want
     want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-64)
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-        .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+        .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt 2>&1 \
+            | { grep -v "^WARNING: Location '.*' is ignored" || true; }
         echo "$want" > "$stamp"
     fi
 }
@@ -33,6 +34,15 @@ shift || true
 case "$cmd" in
     serve)
         ensure_venv
+        if [ $# -eq 0 ]; then
+            # Default: ./models/VAE (created; "Get VAEs" downloads into it), plus the real TAEF2
+            # pair from ../shared/models when this checkout has one beside it.
+            mkdir -p models/VAE
+            set -- --vae-dir models/VAE
+            if [ -f ../shared/models/taef2_decoder.pth ]; then
+                set -- "$@" --vae-dir ../shared/models
+            fi
+        fi
         exec .venv/bin/python -m vae_lab serve "$@"
         ;;
     test)
