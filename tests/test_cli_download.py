@@ -27,7 +27,6 @@ def blob() -> bytes:
 @pytest.fixture(autouse=True)
 def private_hash_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path_factory.mktemp("hash-cache")))
-    monkeypatch.setattr(catalog, "_HASH_CACHE", None)
 
 
 def fake_entry(url: str, data: bytes, **kw) -> CatalogEntry:
@@ -138,6 +137,39 @@ def test_catalog_listing_hashes_each_file_once(tmp_path, capsys, blob, monkeypat
         assert sorted(json.loads(out)["unknown_files"]) == [str(tmp_path / "a.safetensors"),
                                                            str(tmp_path / "sub" / "b.ckpt")]
     assert sorted(calls) == [str(tmp_path / "a.safetensors"), str(tmp_path / "sub" / "b.ckpt")]
+
+
+def test_listing_keeps_what_identify_cached(tmp_path, capsys, blob):
+    """The catalog shares identify's cache file; it must not write back a stale copy of it."""
+    from vae_lab import identify
+
+    (tmp_path / "a.safetensors").write_bytes(blob)
+    catalog.presence(tmp_path)
+    info = identify.inspect(str(tmp_path / "a.safetensors"))  # caches a's weights id
+    (tmp_path / "b.safetensors").write_bytes(blob + b"!")
+    code, _, _ = run_cli(capsys, "catalog", "--dir", str(tmp_path), "--json")  # caches b's SHA-256
+    assert code == 0
+    assert identify.HashCache().get("weights_id", [str(tmp_path / "a.safetensors")]) == info.weights_id
+
+
+def test_an_unreadable_file_does_not_break_the_listing(tmp_path, capsys, blob, monkeypatch):
+    from vae_lab import identify
+    from vae_lab.errors import BadVaeFile
+
+    (tmp_path / "a.safetensors").write_bytes(blob)
+    (tmp_path / "locked.safetensors").write_bytes(blob + b"!")
+    (tmp_path / "gone.safetensors").symlink_to(tmp_path / "nowhere.safetensors")
+    real = identify.sha256_file
+
+    def sha256_file(path):  # what identify raises for a file without read permission
+        if path.endswith("locked.safetensors"):
+            raise BadVaeFile(f"{path}: cannot read (Permission denied)")
+        return real(path)
+
+    monkeypatch.setattr(identify, "sha256_file", sha256_file)
+    code, out, err = run_cli(capsys, "catalog", "--dir", str(tmp_path), "--json")
+    assert code == 0, err
+    assert json.loads(out)["unknown_files"] == [str(tmp_path / "a.safetensors")]
 
 
 def test_default_folder_comes_from_the_environment(tmp_path, capsys, monkeypatch):

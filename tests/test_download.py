@@ -65,10 +65,7 @@ def ckpt_bytes() -> bytes:
 @pytest.fixture(autouse=True)
 def private_hash_cache(tmp_path_factory, monkeypatch):
     """Each test gets its own identify hash cache, outside the folders it inspects."""
-    from vae_lab import catalog
-
     monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path_factory.mktemp("hash-cache")))
-    monkeypatch.setattr(catalog, "_HASH_CACHE", None)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ recognise files; they are just not offered for download.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -209,45 +208,29 @@ def known_by_sha256(hexdigest: str) -> CatalogEntry | None:
 
 
 def _hash_cache():
-    """The identify module's shared (path, size, mtime) → SHA-256 cache, or None without it."""
-    global _HASH_CACHE
-    if _HASH_CACHE is None:
-        try:
-            from vae_lab.identify import HashCache
-        except ImportError:
-            return None
-        _HASH_CACHE = HashCache()
-    return _HASH_CACHE
+    """identify's (path, size, mtime) → SHA-256 cache.
+
+    A fresh instance each time, read from disk: a long-lived copy would write back its stale view
+    and drop what identify stored meanwhile (weights ids, which cost a full load to recompute).
+    """
+    from vae_lab.identify import HashCache
+
+    return HashCache()
 
 
-_HASH_CACHE = None
-
-
-def file_sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike, cache=None) -> str:
     """Full-file SHA-256 through identify's hash cache: a folder of 335 MB files is hashed once."""
-    cache = _hash_cache()
-    if cache is not None:
-        from vae_lab.identify import file_sha256 as cached
+    from vae_lab.identify import file_sha256 as cached
 
-        return cached(os.fspath(path), cache)
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(4 << 20)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
+    return cached(os.fspath(path), cache if cache is not None else _hash_cache())
 
 
 def remember_sha256(path: str | os.PathLike, digest: str) -> None:
     """Seed the hash cache with a hash computed while downloading (no second pass over the file)."""
-    cache = _hash_cache()
-    if cache is not None:
-        try:
-            cache.put("sha256", [os.fspath(path)], digest)
-        except OSError:
-            pass
+    try:
+        _hash_cache().put("sha256", [os.fspath(path)], digest)
+    except OSError:
+        pass
 
 
 def local_files(folder: str | os.PathLike) -> list[str]:
@@ -267,10 +250,11 @@ def presence(folder: str | os.PathLike) -> tuple[dict[str, list[str]], list[str]
     unknown: list[str] = []
     if not os.path.isdir(folder):
         return present, unknown
+    cache = _hash_cache()
     for path in local_files(folder):
         try:
-            digest = file_sha256(path)
-        except OSError:
+            digest = file_sha256(path, cache)
+        except (OSError, VaeLabError):  # unreadable (permissions, a broken link): not ours to judge
             continue
         entry = known_by_sha256(digest)
         if entry is None:
