@@ -640,3 +640,32 @@ def test_a_namesake_in_a_subfolder_is_reported(server, tmp_path, vae_bytes):
     res = get(server.url("/" + NAME), tmp_path)
     assert any("same file name" in w and "old" in w for w in res.warnings)
     assert (tmp_path / "old" / NAME).read_bytes() == b"another file"
+
+
+def test_a_server_announcing_another_hash_is_refused_before_the_body(server, tmp_path, vae_bytes):
+    server.add_file("/" + NAME, vae_bytes, headers={"X-Linked-Etag": f'"{"1" * 64}"'})
+    stall = threading.Event()
+    server.script("/" + NAME, {"stall": stall})  # the body hangs: reading it would time out
+    try:
+        with pytest.raises(DownloadError, match="serves a different file.*nothing was downloaded"):
+            get(server.url("/" + NAME), tmp_path, sha256=sha(vae_bytes), timeout=(5, 3), retries=0)
+    finally:
+        stall.set()
+    assert_nothing_left(tmp_path)
+
+
+def test_a_partial_left_next_to_the_finished_file_is_cleaned_up(server, tmp_path, vae_bytes):
+    (tmp_path / NAME).write_bytes(vae_bytes)
+    part, _, _ = partial_paths(tmp_path, NAME)
+    part.write_bytes(vae_bytes)  # killed between the hard link and the unlink
+    res = get(server.url("/" + NAME), tmp_path, sha256=sha(vae_bytes))
+    assert res.already_present and os.listdir(tmp_path) == [NAME] and server.log == []
+
+
+def test_a_name_the_webui_does_not_list_gets_a_warning(server, tmp_path, ckpt_bytes):
+    server.add_file("/vae.pth", ckpt_bytes)
+    res = get(server.url("/vae.pth"), tmp_path)
+    assert os.listdir(tmp_path) == ["vae.pth"] and listed(tmp_path) == []
+    assert any("will not show vae.pth" in w for w in res.warnings)
+    res = get(server.url("/vae.pth"), tmp_path / "conv", identify=True, to_safetensors=True)
+    assert listed(tmp_path / "conv") == ["vae.safetensors"] and not any("will not show" in w for w in res.warnings)
