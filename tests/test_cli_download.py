@@ -195,3 +195,14 @@ def test_catalog_mirrors_are_tried_in_order(tmp_path, blob, with_entries):
                                                                     srv.url("/b.safetensors"))}))
         with pytest.raises(Exception, match=r"HTTP 404.*and 1 mirror\(s\) failed too"):
             download("test-vae", tmp_path / "x", tokens=TokenPolicy(), console=False, identify=False)
+
+
+def test_a_recognised_file_that_is_not_offered_is_still_named(tmp_path, capsys, blob, with_entries):
+    (tmp_path / "anything.vae.pt").write_bytes(blob)
+    with_entries(fake_entry("https://example.invalid/x.safetensors", blob, id="withdrawn-vae", offered=False))
+    code, out, _ = run_cli(capsys, "catalog", "--dir", str(tmp_path))
+    assert code == 0 and "anything.vae.pt: recognised as Test VAE [withdrawn-vae], not offered" in out
+    code, out, _ = run_cli(capsys, "catalog", "--dir", str(tmp_path), "--json")
+    listing = json.loads(out)
+    assert listing["recognised_not_listed"] == {"withdrawn-vae": [str(tmp_path / "anything.vae.pt")]}
+    assert listing["unknown_files"] == [] and listing["entries"] == []
