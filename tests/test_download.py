@@ -370,11 +370,23 @@ def test_a_url_without_a_file_name_needs_one(server, tmp_path, vae_bytes):
     assert listed(tmp_path) == ["seven.safetensors"] and res.sha256 == sha(vae_bytes)
 
 
-@pytest.mark.parametrize("url", ["ftp://127.0.0.1/x.safetensors", "file:///etc/passwd", "javascript:alert(1)"])
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/x.safetensors", "file:///etc/passwd", "javascript:alert(1)",
+                                 "http://[::1/x.pt", "http://127.0.0.1:99999/x.pt", "http://127.0.0.1:abc/x.pt"])
 def test_non_http_urls_are_refused(tmp_path, url):
     with pytest.raises(DownloadError):
         get(url, tmp_path)
     assert_nothing_left(tmp_path)
+
+
+def test_an_unreachable_server_is_named_with_the_cause(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a bound port nobody listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/{NAME}"
+        with pytest.raises(DownloadInterrupted, match=r"cannot reach 127\.0\.0\.1: Connection refused; run it again"):
+            get(url, tmp_path, retries=0)
+    assert listed(tmp_path) == []
 
 
 def test_existing_file_with_the_same_hash_is_already_there(server, tmp_path, vae_bytes):

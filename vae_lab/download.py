@@ -272,7 +272,7 @@ class _Transfer:
                     verify=True, auth=_no_netrc,
                 )
             except (requests.ConnectionError, requests.Timeout) as err:
-                raise _Transient(f"cannot reach {urlsplit(url).hostname}: {_short(err)}") from None
+                raise _Transient(f"cannot reach {urlsplit(url).hostname}: {_reason(err)}") from None
             except requests.RequestException as err:
                 raise DownloadError(f"cannot download {show_url(url)}: {_short(err)}") from None
             self._learn_expected(resp)
@@ -616,6 +616,16 @@ def _range_start(value: str | None) -> int | None:
 def _range_total(value: str | None) -> int | None:
     m = re.search(r"/(\d+)\s*$", value or "")
     return int(m.group(1)) if m else None
+
+
+def _reason(err: BaseException) -> str:
+    """The cause of a connection failure ("Connection refused", "timed out"), not urllib3's wrapping."""
+    m = re.search(r"\[Errno -?\d+\] ([^'\"()]+)", str(err))
+    if m:
+        return m.group(1).strip().rstrip(".")
+    if "timed out" in str(err) or "timeout" in type(err).__name__.lower():
+        return "timed out"
+    return _short(err)
 
 
 def _short(err: BaseException) -> str:
