@@ -133,6 +133,13 @@ def test_dropped_connection_resumes_with_a_range_request(server, tmp_path, vae_b
     assert os.listdir(tmp_path) == [NAME]
 
 
+def test_a_drop_before_the_first_byte_is_retried(server, tmp_path, vae_bytes):
+    server.add_file("/" + NAME, vae_bytes)
+    server.script("/" + NAME, {"drop_at": 0.0})
+    res = get(server.url("/" + NAME), tmp_path, sha256=sha(vae_bytes))
+    assert res.attempts == 2 and Path(res.path).read_bytes() == vae_bytes
+
+
 def test_server_without_range_support_restarts_cleanly(server, tmp_path, vae_bytes):
     server.add_file("/" + NAME, vae_bytes)
     server.script("/" + NAME, {"drop_at": 0.5}, {"ignore_range": True})
@@ -305,6 +312,8 @@ def test_403_with_a_token_says_the_token_was_refused(server, tmp_path):
         (b'{"error":"Unauthorized"}', "application/json", "JSON"),
         (b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1\n", "text/plain", "LFS pointer"),
         (b"\x00" * 4096, "application/octet-stream", "not a safetensors"),
+        (b"\x01\x02\x03", "application/octet-stream", "not a safetensors"),  # too short to be one
+        (b"", "application/octet-stream", "empty file"),
     ],
 )
 def test_non_weights_responses_are_refused(server, tmp_path, body, content_type, message):

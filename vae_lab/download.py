@@ -395,8 +395,11 @@ class _Transfer:
                         if not more:
                             break
                         chunk = bytes(chunk) + more
-                    if chunk:
-                        check_payload_start(chunk[:256], self.filename, content_type)
+                    if not chunk:  # nothing at all: a drop if a size was announced, else an empty file
+                        if self.total:
+                            raise _Transient("connection closed before the first byte")
+                        raise DownloadError(f"the server sent an empty file for {self.filename}")
+                    check_payload_start(chunk[:256], self.filename, content_type)
                     sniffed = True
                 if not chunk:
                     break

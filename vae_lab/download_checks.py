@@ -110,7 +110,7 @@ def check_payload_start(head: bytes, filename: str, content_type: str = "") -> N
             raise DownloadError(f"the server sent JSON, not a weights file: {snippet}")
     lower = filename.lower()
     if lower.endswith(".safetensors"):
-        if len(head) >= 9 and not _looks_like_safetensors(head):
+        if not _looks_like_safetensors(head):  # `head` is under 9 bytes only when that is the whole file
             raise DownloadError("the server's bytes are not a safetensors file (bad header)")
     elif lower.endswith((".ckpt", ".pt", ".pth", ".bin")):
         # torch.save: a zip archive; legacy: a pickle (protocol 2+ starts with 0x80).
