@@ -48,6 +48,8 @@ class CatalogEntry:
     sha256_verified: bool
     family: str | None
     latent_channels: int
+    scaling_factor: float           # diffusion = (raw - shift) * scale, as in vae_lab.families
+    shift_factor: float
     kind: str
     format: str | None
     license: str | None
@@ -75,7 +77,8 @@ class CatalogEntry:
 _FIELDS = {
     "id": str, "name": str, "filename": (str, type(None)), "urls": list, "size": (int, type(None)),
     "sha256": (str, type(None)), "sha256_verified": bool, "family": (str, type(None)),
-    "latent_channels": int, "kind": str, "format": (str, type(None)), "license": (str, type(None)),
+    "latent_channels": int, "scaling_factor": (float, int), "shift_factor": (float, int), "kind": str,
+    "format": (str, type(None)), "license": (str, type(None)),
     "description": str, "offered": bool, "notes": str, "quality": (dict, type(None)),
 }
 
@@ -90,7 +93,7 @@ def _check_entry(raw: Any, where: str) -> CatalogEntry:
     for key, types in _FIELDS.items():
         value = raw[key]
         # bool is an int subclass: keep size/latent_channels honest.
-        if not isinstance(value, types) or (isinstance(value, bool) and types in (int, (int, type(None)))):
+        if not isinstance(value, types) or (isinstance(value, bool) and types is not bool):
             raise CatalogError(f"{where}: field {key!r} has the wrong type ({type(value).__name__})")
     where = f"{where} ({raw['id']})"
     if not _SLUG.match(raw["id"]):
@@ -107,6 +110,8 @@ def _check_entry(raw: Any, where: str) -> CatalogEntry:
         raise CatalogError(f"{where}: unknown kind {raw['kind']!r}")
     if raw["latent_channels"] not in (4, 16, 32):
         raise CatalogError(f"{where}: latent_channels must be 4, 16 or 32")
+    if raw["scaling_factor"] <= 0:
+        raise CatalogError(f"{where}: scaling_factor must be positive")
     for url in raw["urls"]:
         if not isinstance(url, str) or not url.startswith("https://"):
             raise CatalogError(f"{where}: every url must be an https:// string")
