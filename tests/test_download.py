@@ -207,6 +207,22 @@ def test_cancel_keeps_a_hidden_partial_and_the_next_call_resumes(server, tmp_pat
     assert os.listdir(tmp_path) == [NAME]
 
 
+def test_a_civitai_style_download_resumes_under_its_content_disposition_name(server, tmp_path, vae_bytes):
+    """No name in the URL: the partial is found only after the first response names the file."""
+    cd = {"Content-Disposition": 'attachment; filename="named.safetensors"'}
+    server.add_file("/api/download/models/9", vae_bytes, rate=8e6, headers=cd)
+    stop = threading.Event()
+    with pytest.raises(DownloadCancelled):
+        get(server.url("/api/download/models/9"), tmp_path, cancel=stop,
+            progress=lambda d, t: d > len(vae_bytes) * 0.3 and stop.set())
+    kept = partial_paths(tmp_path, "named.safetensors")[0].stat().st_size
+    server.files["/api/download/models/9"].rate = None
+    res = get(server.url("/api/download/models/9"), tmp_path, sha256=sha(vae_bytes))
+    last = server.requests_for("/api/download/models/9")[-1]
+    assert last.range_start == kept and last.status == 206 and res.resumed_from == kept
+    assert os.listdir(tmp_path) == ["named.safetensors"] and Path(res.path).read_bytes() == vae_bytes
+
+
 def test_killed_process_is_resumed_by_a_new_one(server, tmp_path, vae_bytes):
     """A real restart: the CLI in a subprocess is SIGKILLed mid-download, then we resume."""
     server.add_file("/" + NAME, vae_bytes, rate=4e6)
