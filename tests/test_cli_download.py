@@ -32,8 +32,8 @@ def private_hash_cache(tmp_path_factory, monkeypatch):
 def fake_entry(url: str, data: bytes, **kw) -> CatalogEntry:
     base = dict(id="test-vae", name="Test VAE", filename="test-vae.safetensors", urls=(url,), size=len(data),
                 sha256=hashlib.sha256(data).hexdigest(), sha256_verified=True, family="sd1", latent_channels=4,
-                scaling_factor=0.18215, shift_factor=0.0, kind="kl", format="safetensors", license="MIT", description="a test entry", offered=True,
-                notes="", quality=None)
+                scaling_factor=0.18215, shift_factor=0.0, kind="kl", format="safetensors", license="MIT",
+                description="a test entry", offered=True, notes="", quality=None)
     base.update(kw)
     return CatalogEntry(**base)
 

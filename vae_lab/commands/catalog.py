@@ -56,7 +56,8 @@ def run(args) -> int:
             print(f"  {e.id}: {os.path.relpath(path, folder)}")
     for i, paths in hidden.items():
         for path in paths:
-            print(f"  {os.path.relpath(path, folder)}: recognised as {catalog.find(i).name} [{i}], not offered (see --all)")
+            name = catalog.find(i).name
+            print(f"  {os.path.relpath(path, folder)}: recognised as {name} [{i}], not offered (see --all)")
     if unknown:
         print(f"{len(unknown)} other weight file(s) not in the catalog: "
               + ", ".join(os.path.relpath(p, folder) for p in unknown[:8]) + (" …" if len(unknown) > 8 else ""))
