@@ -139,8 +139,16 @@ def run(quick: bool = False) -> dict:
                 row["ratio_vs_curl"] = round(row["seconds"] / base["seconds"], 2)
                 row["cpu_ratio_vs_curl"] = round(row["cpu_seconds"] / base["cpu_seconds"], 2)
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-        return {"bench": "download", "size_bytes": size, "reps": reps, "cpus": os.cpu_count(),
-                "load_avg_1min": load, "results": rows}
+        report = {"bench": "download", "size_bytes": size, "reps": reps, "cpus": os.cpu_count(),
+                  "load_avg_1min": load, "results": rows}
+        # The shape bench/run.py prints: a title, one flat dict per row, notes.
+        report["title"] = f"Loopback download of {size / 1e6:.0f} MB to a verified file, median of {reps}" + (
+            f" (load average {load:.1f})" if load is not None else "")
+        report["rows"] = [{"method": name, "wall s": row["seconds"], "MB/s": row["MB_per_s"],
+                           "client CPU s": row["cpu_seconds"], "wall vs curl": row.get("ratio_vs_curl"),
+                           "CPU vs curl": row.get("cpu_ratio_vs_curl")} for name, row in rows.items()]
+        report["notes"] = ["curl: `curl -o FILE` then `sha256sum FILE`; vae_lab hashes while it writes (one pass)."]
+        return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -56,6 +56,15 @@ def test_facts_are_carried_exactly():
     assert catalog.find("sd35-vae").sha256_verified is False
 
 
+def test_scaling_agrees_with_the_families():
+    from vae_lab.families import latent_scaling
+
+    for e in catalog.entries(offered_only=False):
+        assert (e.scaling_factor, e.shift_factor) == latent_scaling(e.kind, e.family, e.latent_channels), e.id
+    assert (catalog.find("flux1-ae").scaling_factor, catalog.find("flux1-ae").shift_factor) == (0.3611, 0.1159)
+    assert catalog.find("sdxl-vae").scaling_factor == 0.13025
+
+
 def test_known_by_sha256_full_short_and_case():
     e = catalog.known_by_sha256("63AEECB90FF7BC1C115395962D3E803571385B61938377BC7089B36E81E92E2E")
     assert e.id == "sdxl-vae"
@@ -77,6 +86,8 @@ def test_known_by_sha256_full_short_and_case():
         (lambda d: d["entries"][0].update(sha256=None, sha256_verified=False), "needs a sha256"),
         (lambda d: d["entries"][1].update(id=d["entries"][0]["id"]), "duplicate id"),
         (lambda d: d["entries"][0].update(size=True), "wrong type"),
+        (lambda d: d["entries"][0].update(scaling_factor=False), "wrong type"),
+        (lambda d: d["entries"][0].update(scaling_factor=0), "positive"),
         (lambda d: d.update(version=2), "version"),
     ],
 )

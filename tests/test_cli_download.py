@@ -27,14 +27,13 @@ def blob() -> bytes:
 @pytest.fixture(autouse=True)
 def private_hash_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path_factory.mktemp("hash-cache")))
-    monkeypatch.setattr(catalog, "_HASH_CACHE", None)
 
 
 def fake_entry(url: str, data: bytes, **kw) -> CatalogEntry:
     base = dict(id="test-vae", name="Test VAE", filename="test-vae.safetensors", urls=(url,), size=len(data),
                 sha256=hashlib.sha256(data).hexdigest(), sha256_verified=True, family="sd1", latent_channels=4,
-                kind="kl", format="safetensors", license="MIT", description="a test entry", offered=True,
-                notes="", quality=None)
+                scaling_factor=0.18215, shift_factor=0.0, kind="kl", format="safetensors", license="MIT",
+                description="a test entry", offered=True, notes="", quality=None)
     base.update(kw)
     return CatalogEntry(**base)
 
@@ -140,6 +139,39 @@ def test_catalog_listing_hashes_each_file_once(tmp_path, capsys, blob, monkeypat
     assert sorted(calls) == [str(tmp_path / "a.safetensors"), str(tmp_path / "sub" / "b.ckpt")]
 
 
+def test_listing_keeps_what_identify_cached(tmp_path, capsys, blob):
+    """The catalog shares identify's cache file; it must not write back a stale copy of it."""
+    from vae_lab import identify
+
+    (tmp_path / "a.safetensors").write_bytes(blob)
+    catalog.presence(tmp_path)
+    info = identify.inspect(str(tmp_path / "a.safetensors"))  # caches a's weights id
+    (tmp_path / "b.safetensors").write_bytes(blob + b"!")
+    code, _, _ = run_cli(capsys, "catalog", "--dir", str(tmp_path), "--json")  # caches b's SHA-256
+    assert code == 0
+    assert identify.HashCache().get("weights_id", [str(tmp_path / "a.safetensors")]) == info.weights_id
+
+
+def test_an_unreadable_file_does_not_break_the_listing(tmp_path, capsys, blob, monkeypatch):
+    from vae_lab import identify
+    from vae_lab.errors import BadVaeFile
+
+    (tmp_path / "a.safetensors").write_bytes(blob)
+    (tmp_path / "locked.safetensors").write_bytes(blob + b"!")
+    (tmp_path / "gone.safetensors").symlink_to(tmp_path / "nowhere.safetensors")
+    real = identify.sha256_file
+
+    def sha256_file(path):  # what identify raises for a file without read permission
+        if path.endswith("locked.safetensors"):
+            raise BadVaeFile(f"{path}: cannot read (Permission denied)")
+        return real(path)
+
+    monkeypatch.setattr(identify, "sha256_file", sha256_file)
+    code, out, err = run_cli(capsys, "catalog", "--dir", str(tmp_path), "--json")
+    assert code == 0, err
+    assert json.loads(out)["unknown_files"] == [str(tmp_path / "a.safetensors")]
+
+
 def test_default_folder_comes_from_the_environment(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("VAE_LAB_VAE_DIR", str(tmp_path / "envdir"))
     code, out, _ = run_cli(capsys, "catalog", "--json")
@@ -163,3 +195,14 @@ def test_catalog_mirrors_are_tried_in_order(tmp_path, blob, with_entries):
                                                                     srv.url("/b.safetensors"))}))
         with pytest.raises(Exception, match=r"HTTP 404.*and 1 mirror\(s\) failed too"):
             download("test-vae", tmp_path / "x", tokens=TokenPolicy(), console=False, identify=False)
+
+
+def test_a_recognised_file_that_is_not_offered_is_still_named(tmp_path, capsys, blob, with_entries):
+    (tmp_path / "anything.vae.pt").write_bytes(blob)
+    with_entries(fake_entry("https://example.invalid/x.safetensors", blob, id="withdrawn-vae", offered=False))
+    code, out, _ = run_cli(capsys, "catalog", "--dir", str(tmp_path))
+    assert code == 0 and "anything.vae.pt: recognised as Test VAE [withdrawn-vae], not offered" in out
+    code, out, _ = run_cli(capsys, "catalog", "--dir", str(tmp_path), "--json")
+    listing = json.loads(out)
+    assert listing["recognised_not_listed"] == {"withdrawn-vae": [str(tmp_path / "anything.vae.pt")]}
+    assert listing["unknown_files"] == [] and listing["entries"] == []

@@ -65,10 +65,7 @@ def ckpt_bytes() -> bytes:
 @pytest.fixture(autouse=True)
 def private_hash_cache(tmp_path_factory, monkeypatch):
     """Each test gets its own identify hash cache, outside the folders it inspects."""
-    from vae_lab import catalog
-
     monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path_factory.mktemp("hash-cache")))
-    monkeypatch.setattr(catalog, "_HASH_CACHE", None)
 
 
 @pytest.fixture
@@ -136,6 +133,13 @@ def test_dropped_connection_resumes_with_a_range_request(server, tmp_path, vae_b
     assert os.listdir(tmp_path) == [NAME]
 
 
+def test_a_drop_before_the_first_byte_is_retried(server, tmp_path, vae_bytes):
+    server.add_file("/" + NAME, vae_bytes)
+    server.script("/" + NAME, {"drop_at": 0.0})
+    res = get(server.url("/" + NAME), tmp_path, sha256=sha(vae_bytes))
+    assert res.attempts == 2 and Path(res.path).read_bytes() == vae_bytes
+
+
 def test_server_without_range_support_restarts_cleanly(server, tmp_path, vae_bytes):
     server.add_file("/" + NAME, vae_bytes)
     server.script("/" + NAME, {"drop_at": 0.5}, {"ignore_range": True})
@@ -201,6 +205,22 @@ def test_cancel_keeps_a_hidden_partial_and_the_next_call_resumes(server, tmp_pat
     assert server.requests_for("/" + NAME)[-1].range_start == kept
     assert res.resumed_from == kept and Path(res.path).read_bytes() == vae_bytes
     assert os.listdir(tmp_path) == [NAME]
+
+
+def test_a_civitai_style_download_resumes_under_its_content_disposition_name(server, tmp_path, vae_bytes):
+    """No name in the URL: the partial is found only after the first response names the file."""
+    cd = {"Content-Disposition": 'attachment; filename="named.safetensors"'}
+    server.add_file("/api/download/models/9", vae_bytes, rate=8e6, headers=cd)
+    stop = threading.Event()
+    with pytest.raises(DownloadCancelled):
+        get(server.url("/api/download/models/9"), tmp_path, cancel=stop,
+            progress=lambda d, t: d > len(vae_bytes) * 0.3 and stop.set())
+    kept = partial_paths(tmp_path, "named.safetensors")[0].stat().st_size
+    server.files["/api/download/models/9"].rate = None
+    res = get(server.url("/api/download/models/9"), tmp_path, sha256=sha(vae_bytes))
+    last = server.requests_for("/api/download/models/9")[-1]
+    assert last.range_start == kept and last.status == 206 and res.resumed_from == kept
+    assert os.listdir(tmp_path) == ["named.safetensors"] and Path(res.path).read_bytes() == vae_bytes
 
 
 def test_killed_process_is_resumed_by_a_new_one(server, tmp_path, vae_bytes):
@@ -308,6 +328,8 @@ def test_403_with_a_token_says_the_token_was_refused(server, tmp_path):
         (b'{"error":"Unauthorized"}', "application/json", "JSON"),
         (b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1\n", "text/plain", "LFS pointer"),
         (b"\x00" * 4096, "application/octet-stream", "not a safetensors"),
+        (b"\x01\x02\x03", "application/octet-stream", "not a safetensors"),  # too short to be one
+        (b"", "application/octet-stream", "empty file"),
     ],
 )
 def test_non_weights_responses_are_refused(server, tmp_path, body, content_type, message):
@@ -373,11 +395,23 @@ def test_a_url_without_a_file_name_needs_one(server, tmp_path, vae_bytes):
     assert listed(tmp_path) == ["seven.safetensors"] and res.sha256 == sha(vae_bytes)
 
 
-@pytest.mark.parametrize("url", ["ftp://127.0.0.1/x.safetensors", "file:///etc/passwd", "javascript:alert(1)"])
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/x.safetensors", "file:///etc/passwd", "javascript:alert(1)",
+                                 "http://[::1/x.pt", "http://127.0.0.1:99999/x.pt", "http://127.0.0.1:abc/x.pt"])
 def test_non_http_urls_are_refused(tmp_path, url):
     with pytest.raises(DownloadError):
         get(url, tmp_path)
     assert_nothing_left(tmp_path)
+
+
+def test_an_unreachable_server_is_named_with_the_cause(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a bound port nobody listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/{NAME}"
+        with pytest.raises(DownloadInterrupted, match=r"cannot reach 127\.0\.0\.1: Connection refused; run it again"):
+            get(url, tmp_path, retries=0)
+    assert listed(tmp_path) == []
 
 
 def test_existing_file_with_the_same_hash_is_already_there(server, tmp_path, vae_bytes):
@@ -643,3 +677,32 @@ def test_a_namesake_in_a_subfolder_is_reported(server, tmp_path, vae_bytes):
     res = get(server.url("/" + NAME), tmp_path)
     assert any("same file name" in w and "old" in w for w in res.warnings)
     assert (tmp_path / "old" / NAME).read_bytes() == b"another file"
+
+
+def test_a_server_announcing_another_hash_is_refused_before_the_body(server, tmp_path, vae_bytes):
+    server.add_file("/" + NAME, vae_bytes, headers={"X-Linked-Etag": f'"{"1" * 64}"'})
+    stall = threading.Event()
+    server.script("/" + NAME, {"stall": stall})  # the body hangs: reading it would time out
+    try:
+        with pytest.raises(DownloadError, match="serves a different file.*nothing was downloaded"):
+            get(server.url("/" + NAME), tmp_path, sha256=sha(vae_bytes), timeout=(5, 3), retries=0)
+    finally:
+        stall.set()
+    assert_nothing_left(tmp_path)
+
+
+def test_a_partial_left_next_to_the_finished_file_is_cleaned_up(server, tmp_path, vae_bytes):
+    (tmp_path / NAME).write_bytes(vae_bytes)
+    part, _, _ = partial_paths(tmp_path, NAME)
+    part.write_bytes(vae_bytes)  # killed between the hard link and the unlink
+    res = get(server.url("/" + NAME), tmp_path, sha256=sha(vae_bytes))
+    assert res.already_present and os.listdir(tmp_path) == [NAME] and server.log == []
+
+
+def test_a_name_the_webui_does_not_list_gets_a_warning(server, tmp_path, ckpt_bytes):
+    server.add_file("/vae.pth", ckpt_bytes)
+    res = get(server.url("/vae.pth"), tmp_path)
+    assert os.listdir(tmp_path) == ["vae.pth"] and listed(tmp_path) == []
+    assert any("will not show vae.pth" in w for w in res.warnings)
+    res = get(server.url("/vae.pth"), tmp_path / "conv", identify=True, to_safetensors=True)
+    assert listed(tmp_path / "conv") == ["vae.safetensors"] and not any("will not show" in w for w in res.warnings)

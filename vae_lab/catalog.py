@@ -12,7 +12,6 @@ recognise files; they are just not offered for download.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -49,6 +48,8 @@ class CatalogEntry:
     sha256_verified: bool
     family: str | None
     latent_channels: int
+    scaling_factor: float           # diffusion = (raw - shift) * scale, as in vae_lab.families
+    shift_factor: float
     kind: str
     format: str | None
     license: str | None
@@ -76,7 +77,8 @@ class CatalogEntry:
 _FIELDS = {
     "id": str, "name": str, "filename": (str, type(None)), "urls": list, "size": (int, type(None)),
     "sha256": (str, type(None)), "sha256_verified": bool, "family": (str, type(None)),
-    "latent_channels": int, "kind": str, "format": (str, type(None)), "license": (str, type(None)),
+    "latent_channels": int, "scaling_factor": (float, int), "shift_factor": (float, int), "kind": str,
+    "format": (str, type(None)), "license": (str, type(None)),
     "description": str, "offered": bool, "notes": str, "quality": (dict, type(None)),
 }
 
@@ -91,7 +93,7 @@ def _check_entry(raw: Any, where: str) -> CatalogEntry:
     for key, types in _FIELDS.items():
         value = raw[key]
         # bool is an int subclass: keep size/latent_channels honest.
-        if not isinstance(value, types) or (isinstance(value, bool) and types in (int, (int, type(None)))):
+        if not isinstance(value, types) or (isinstance(value, bool) and types is not bool):
             raise CatalogError(f"{where}: field {key!r} has the wrong type ({type(value).__name__})")
     where = f"{where} ({raw['id']})"
     if not _SLUG.match(raw["id"]):
@@ -108,6 +110,8 @@ def _check_entry(raw: Any, where: str) -> CatalogEntry:
         raise CatalogError(f"{where}: unknown kind {raw['kind']!r}")
     if raw["latent_channels"] not in (4, 16, 32):
         raise CatalogError(f"{where}: latent_channels must be 4, 16 or 32")
+    if raw["scaling_factor"] <= 0:
+        raise CatalogError(f"{where}: scaling_factor must be positive")
     for url in raw["urls"]:
         if not isinstance(url, str) or not url.startswith("https://"):
             raise CatalogError(f"{where}: every url must be an https:// string")
@@ -209,45 +213,29 @@ def known_by_sha256(hexdigest: str) -> CatalogEntry | None:
 
 
 def _hash_cache():
-    """The identify module's shared (path, size, mtime) → SHA-256 cache, or None without it."""
-    global _HASH_CACHE
-    if _HASH_CACHE is None:
-        try:
-            from vae_lab.identify import HashCache
-        except ImportError:
-            return None
-        _HASH_CACHE = HashCache()
-    return _HASH_CACHE
+    """identify's (path, size, mtime) → SHA-256 cache.
+
+    A fresh instance each time, read from disk: a long-lived copy would write back its stale view
+    and drop what identify stored meanwhile (weights ids, which cost a full load to recompute).
+    """
+    from vae_lab.identify import HashCache
+
+    return HashCache()
 
 
-_HASH_CACHE = None
-
-
-def file_sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike, cache=None) -> str:
     """Full-file SHA-256 through identify's hash cache: a folder of 335 MB files is hashed once."""
-    cache = _hash_cache()
-    if cache is not None:
-        from vae_lab.identify import file_sha256 as cached
+    from vae_lab.identify import file_sha256 as cached
 
-        return cached(os.fspath(path), cache)
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(4 << 20)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
+    return cached(os.fspath(path), cache if cache is not None else _hash_cache())
 
 
 def remember_sha256(path: str | os.PathLike, digest: str) -> None:
     """Seed the hash cache with a hash computed while downloading (no second pass over the file)."""
-    cache = _hash_cache()
-    if cache is not None:
-        try:
-            cache.put("sha256", [os.fspath(path)], digest)
-        except OSError:
-            pass
+    try:
+        _hash_cache().put("sha256", [os.fspath(path)], digest)
+    except OSError:
+        pass
 
 
 def local_files(folder: str | os.PathLike) -> list[str]:
@@ -267,10 +255,11 @@ def presence(folder: str | os.PathLike) -> tuple[dict[str, list[str]], list[str]
     unknown: list[str] = []
     if not os.path.isdir(folder):
         return present, unknown
+    cache = _hash_cache()
     for path in local_files(folder):
         try:
-            digest = file_sha256(path)
-        except OSError:
+            digest = file_sha256(path, cache)
+        except (OSError, VaeLabError):  # unreadable (permissions, a broken link): not ours to judge
             continue
         entry = known_by_sha256(digest)
         if entry is None:

@@ -65,6 +65,7 @@ MAX_REDIRECTS = 10
 # With no size known from the catalog, the caller or the server, stop here: the largest VAE-like
 # file known (OpenAI's Consistency Decoder) is 2.5 GB, a kl-f8 VAE 335 MB.
 MAX_UNKNOWN_SIZE = 8 << 30
+WEBUI_LISTS = (".safetensors", ".ckpt", ".pt")  # A1111's VAE globs; .pth/.bin are saved but not listed
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 Progress = Callable[[int, "int | None"], None]
@@ -211,6 +212,7 @@ class _Transfer:
                 f"(SHA-256 {digest[:10]}…, expected {self.expected_sha[:10]}…); nothing was changed — "
                 "choose another name with --filename"
             )
+        self._discard()  # a partial left by a run killed after its rename (we hold the lock)
         return DownloadResult(
             path=str(final), filename=self.filename, sha256=digest, size=final.stat().st_size, url=None,
             verified=True, expected_from=self.expected_from, already_present=True, attempts=0,
@@ -270,7 +272,7 @@ class _Transfer:
                     verify=True, auth=_no_netrc,
                 )
             except (requests.ConnectionError, requests.Timeout) as err:
-                raise _Transient(f"cannot reach {urlsplit(url).hostname}: {_short(err)}") from None
+                raise _Transient(f"cannot reach {urlsplit(url).hostname}: {_reason(err)}") from None
             except requests.RequestException as err:
                 raise DownloadError(f"cannot download {show_url(url)}: {_short(err)}") from None
             self._learn_expected(resp)
@@ -300,6 +302,11 @@ class _Transfer:
             linked = linked[2:].strip('"')
         if _HEX64.match(linked) and not self.expected_sha:
             self.expected_sha, self.expected_from = linked, "server"
+        elif _HEX64.match(linked) and linked != self.expected_sha:  # refuse now, not after 335 MB
+            raise DownloadError(
+                f"{urlsplit(resp.url or self.url).hostname} serves a different file (SHA-256 {linked[:16]}…) than "
+                f"expected ({self.expected_sha[:16]}…, {self.expected_from}); nothing was downloaded"
+            )
         linked_size = resp.headers.get("X-Linked-Size", "")
         if linked_size.isdigit() and self.expected_size is None:
             self.expected_size = int(linked_size)
@@ -388,8 +395,11 @@ class _Transfer:
                         if not more:
                             break
                         chunk = bytes(chunk) + more
-                    if chunk:
-                        check_payload_start(chunk[:256], self.filename, content_type)
+                    if not chunk:  # nothing at all: a drop if a size was announced, else an empty file
+                        if self.total:
+                            raise _Transient("connection closed before the first byte")
+                        raise DownloadError(f"the server sent an empty file for {self.filename}")
+                    check_payload_start(chunk[:256], self.filename, content_type)
                     sniffed = True
                 if not chunk:
                     break
@@ -611,6 +621,16 @@ def _range_total(value: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _reason(err: BaseException) -> str:
+    """The cause of a connection failure ("Connection refused", "timed out"), not urllib3's wrapping."""
+    m = re.search(r"\[Errno -?\d+\] ([^'\"()]+)", str(err))
+    if m:
+        return m.group(1).strip().rstrip(".")
+    if "timed out" in str(err) or "timeout" in type(err).__name__.lower():
+        return "timed out"
+    return _short(err)
+
+
 def _short(err: BaseException) -> str:
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
     text = re.sub(r"https?://\S+", lambda m: show_url(m.group(0)), text)
@@ -736,6 +756,11 @@ def download(
     if to_safetensors and not result.filename.lower().endswith(".safetensors"):
         _to_safetensors(result, identify)
     _warn_same_basename(result, dest)
+    if not result.filename.lower().endswith(WEBUI_LISTS):
+        result.warnings.append(
+            f"the WebUI lists only {', '.join(WEBUI_LISTS)} files in models/VAE, so it will not show "
+            f"{result.filename}; rename it or download with --to-safetensors"
+        )
     if on_done is not None:
         on_done(result)
     return result

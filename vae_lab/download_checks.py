@@ -64,10 +64,13 @@ def filename_from_url(url: str) -> str | None:
 
 def show_url(url: str) -> str:
     """A URL safe to print: no query (signed URLs and `?token=` live there), no credentials."""
-    p = urlsplit(url)
-    host = p.hostname or ""
-    if p.port:
-        host += f":{p.port}"
+    try:
+        p = urlsplit(url)
+        host = p.hostname or ""
+        if p.port:
+            host += f":{p.port}"
+    except ValueError:  # a malformed host or port: show no netloc rather than fail
+        return url.split("?")[0].split("@")[-1]
     return f"{p.scheme}://{host}{p.path}"
 
 
@@ -76,10 +79,14 @@ def is_url(text: str) -> bool:
 
 
 def check_url(url: str) -> str:
-    p = urlsplit(url)
+    try:
+        p = urlsplit(url)
+        host, _ = p.hostname, p.port  # both raise ValueError on a malformed host or port
+    except ValueError as err:
+        raise DownloadError(f"not a valid URL ({err}): {show_url(url)}") from None
     if p.scheme.lower() not in ("http", "https"):
         raise DownloadError(f"refusing {p.scheme}:// URLs: only http:// and https:// downloads are supported")
-    if not p.hostname:
+    if not host:
         raise DownloadError(f"the URL {show_url(url)!r} has no host")
     return url
 
@@ -103,7 +110,7 @@ def check_payload_start(head: bytes, filename: str, content_type: str = "") -> N
             raise DownloadError(f"the server sent JSON, not a weights file: {snippet}")
     lower = filename.lower()
     if lower.endswith(".safetensors"):
-        if len(head) >= 9 and not _looks_like_safetensors(head):
+        if not _looks_like_safetensors(head):  # `head` is under 9 bytes only when that is the whole file
             raise DownloadError("the server's bytes are not a safetensors file (bad header)")
     elif lower.endswith((".ckpt", ".pt", ".pth", ".bin")):
         # torch.save: a zip archive; legacy: a pickle (protocol 2+ starts with 0x80).

@@ -26,11 +26,15 @@ def run(args) -> int:
     folder = str(args.dir) if args.dir else str(default_vae_dir())
     entries = catalog.entries(offered_only=not args.all)
     present, unknown = catalog.presence(folder)
+    # Files recognised as entries this listing hides (e.g. the NovelAI VAE): say what they are.
+    listed = {e.id for e in entries}
+    hidden = {i: paths for i, paths in present.items() if i not in listed}
     if args.json:
         out = {
             "dir": folder,
             "dir_exists": os.path.isdir(folder),
             "entries": [{**e.to_dict(), "present": present.get(e.id, [])} for e in entries],
+            "recognised_not_listed": hidden,
             "unknown_files": unknown,
         }
         print(json.dumps(out, indent=1, ensure_ascii=False))
@@ -50,6 +54,10 @@ def run(args) -> int:
     for e in entries:
         for path in present.get(e.id, []):
             print(f"  {e.id}: {os.path.relpath(path, folder)}")
+    for i, paths in hidden.items():
+        for path in paths:
+            name = catalog.find(i).name
+            print(f"  {os.path.relpath(path, folder)}: recognised as {name} [{i}], not offered (see --all)")
     if unknown:
         print(f"{len(unknown)} other weight file(s) not in the catalog: "
               + ", ".join(os.path.relpath(p, folder) for p in unknown[:8]) + (" …" if len(unknown) > 8 else ""))
