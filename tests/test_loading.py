@@ -332,6 +332,20 @@ def test_bookkeeping_next_to_unwrapped_weights_is_ignored(tmp_path, sd):
     _assert_bad(tmp_path / "broken.ckpt", "not a complete kl-f8 VAE: decoder.conv_in.weight missing")
 
 
+def test_odd_names_and_shapes_are_one_line_errors_not_crashes(tmp_path, sd, taef2_pair):
+    odd = ldm_to_diffusers(sd)
+    odd["decoder.up_blocks.x.resnets.0.conv1.weight"] = torch.zeros(1)
+    _assert_bad(write(odd, tmp_path / "odd.safetensors"), "1 unexpected tensor (decoder.up_blocks.x.resnets.0.conv1.weight)")
+    flat = dict(sd)
+    flat["encoder.conv_in.weight"] = torch.zeros(())
+    _assert_bad(write(flat, tmp_path / "flat.safetensors"), "encoder.conv_in.weight has shape [], not a conv weight")
+    enc = torch.load(taef2_pair[1], weights_only=True)
+    enc["14.weight"] = torch.zeros(32, 64)
+    _assert_bad(write(enc, tmp_path / "t_encoder.pth"), "encoder.14.weight has shape [32, 64], not a conv weight")
+    torch.save({"model": sd}, tmp_path / "nested.ckpt")
+    _assert_bad(tmp_path / "nested.ckpt", "not a VAE (1 entry, none in a known VAE layout, e.g. 'model')")
+
+
 def test_integer_tensors_are_not_weights(tmp_path, sd):
     bad = dict(sd)
     bad["decoder.conv_out.bias"] = torch.zeros(3, dtype=torch.int64)

@@ -69,7 +69,8 @@ def _not_a_vae(path: str, keys: list) -> BadVaeFile:
     if any(k.startswith(("model.diffusion_model.", "diffusion_model.")) for k in keys):
         return BadVaeFile(f"{path}: a Stable Diffusion checkpoint with no VAE inside")
     sample = sorted(keys)[0]
-    return BadVaeFile(f"{path}: not a VAE ({len(keys)} tensors, none in a known VAE layout, e.g. {sample!r})")
+    count = f"{len(keys)} entr{'y' if len(keys) == 1 else 'ies'}"
+    return BadVaeFile(f"{path}: not a VAE ({count}, none in a known VAE layout, e.g. {sample!r})")
 
 
 def _normalise(raw: RawFile, path: str):
