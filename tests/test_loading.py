@@ -43,6 +43,21 @@ def test_ldm_files_in_every_container(tmp_path, sd, name, legacy, fmt):
     assert_same_tensors(vae.state_dict, sd)
 
 
+def test_pickles_of_newer_protocols_load_quietly_or_are_refused_clearly(tmp_path, sd):
+    """torch warns about every legacy pickle not written with protocol 2; the CLI must stay quiet."""
+    import warnings
+
+    path = tmp_path / "p3.pt"
+    torch.save(sd, path, _use_new_zipfile_serialization=False, pickle_protocol=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_same_tensors(load_vae_file(path).state_dict, sd)
+    # Protocol 4 frames are beyond torch's safe loader: refused, and the message says why.
+    torch.save(sd, tmp_path / "p4.pt", pickle_protocol=4)
+    with pytest.raises(UnsafeFile, match=r"p4.pt: refused: this pickle uses opcode 149, which torch's safe loader does not read; nothing"):
+        load_vae_file(tmp_path / "p4.pt")
+
+
 def test_container_is_recognised_by_content_not_extension(tmp_path, sd):
     path = write(sd, tmp_path / "x.safetensors")
     renamed = tmp_path / "looks-like-a.ckpt"
