@@ -317,6 +317,12 @@ def test_missing_extra_and_misshaped_tensors(tmp_path, sd):
     _assert_bad(write(wrong, tmp_path / "wrong.safetensors"), "decoder.norm_out.weight [7] != [32]")
 
 
+def test_four_channel_vae_without_its_quant_convs_is_incomplete(tmp_path, sd):
+    """Only 16-channel VAEs (SD3/Flux.1) come without quant convs; an SD VAE stripped of them would decode wrong."""
+    stripped = {k: v for k, v in sd.items() if "quant_conv." not in k}
+    _assert_bad(write(stripped, tmp_path / "stripped.safetensors"), "4 missing tensors (post_quant_conv.bias, post_quant_conv.weight, quant_conv.bias, …)")
+
+
 def test_many_missing_tensors_are_counted_not_all_listed(tmp_path, sd):
     part = {k: v for k, v in sd.items() if not k.endswith("norm1.bias")}
     n_missing = len(sd) - len(part)
