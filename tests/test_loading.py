@@ -299,6 +299,15 @@ def test_garbage_empty_and_missing(tmp_path):
     _assert_bad(tmp_path / "nope.safetensors", "no such file")
     (tmp_path / "folder").mkdir()
     _assert_bad(tmp_path / "folder", "not a diffusers VAE")
+    import pickle
+    import zipfile
+
+    for name in ("readme.txt", "docs/readme.txt"):
+        with zipfile.ZipFile(tmp_path / "archive.ckpt", "w") as z:
+            z.writestr(name, "hello")
+        _assert_bad(tmp_path / "archive.ckpt", "a zip archive, but not a PyTorch file")
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"encoder.conv_in.weight": [1.0]}, protocol=2))
+    _assert_bad(tmp_path / "plain.pkl", "a Python pickle, but not one written by torch.save")
 
 
 def test_missing_extra_and_misshaped_tensors(tmp_path, sd):

@@ -219,6 +219,10 @@ def read_pickle(path: str, zip_format: bool) -> RawFile:
         raise BadVaeFile(f"{path}: corrupt pickle ({_one_line(err)})") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, struct.error) as err:
         text = _one_line(err)
+        if "hasRecord" in text or "not in a subdirectory" in text:
+            raise BadVaeFile(f"{path}: a zip archive, but not a PyTorch file") from None
+        if "Invalid magic number" in text:
+            raise BadVaeFile(f"{path}: a Python pickle, but not one written by torch.save") from None
         if "central directory" in text or "EOF" in text or "unexpected" in text.lower():
             raise BadVaeFile(f"{path}: truncated or corrupt PyTorch file ({text})") from None
         raise BadVaeFile(f"{path}: cannot read PyTorch file ({text})") from None
