@@ -90,6 +90,24 @@ def test_destination_appearing_during_the_write_is_kept(tmp_path):
     assert dst.read_bytes() == b"someone else's"
 
 
+def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, sd, monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full_disk(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    src = write(sd, tmp_path / "v.pt")
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(ConvertError, match=r"x.safetensors: cannot write \(.*No space left on device"):
+        convert(src, out / "x.safetensors")
+    assert list(out.iterdir()) == []
+
+
 def test_bad_destinations(tmp_path, sd):
     src = write(sd, tmp_path / "v.pt")
     with pytest.raises(ConvertError, match="must end in .safetensors"):

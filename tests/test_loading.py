@@ -43,6 +43,21 @@ def test_ldm_files_in_every_container(tmp_path, sd, name, legacy, fmt):
     assert_same_tensors(vae.state_dict, sd)
 
 
+def test_pickles_of_newer_protocols_load_quietly_or_are_refused_clearly(tmp_path, sd):
+    """torch warns about every legacy pickle not written with protocol 2; the CLI must stay quiet."""
+    import warnings
+
+    path = tmp_path / "p3.pt"
+    torch.save(sd, path, _use_new_zipfile_serialization=False, pickle_protocol=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_same_tensors(load_vae_file(path).state_dict, sd)
+    # Protocol 4 frames are beyond torch's safe loader: refused, and the message says why.
+    torch.save(sd, tmp_path / "p4.pt", pickle_protocol=4)
+    with pytest.raises(UnsafeFile, match=r"p4.pt: refused: this pickle uses opcode 149, which torch's safe loader does not read; nothing"):
+        load_vae_file(tmp_path / "p4.pt")
+
+
 def test_container_is_recognised_by_content_not_extension(tmp_path, sd):
     path = write(sd, tmp_path / "x.safetensors")
     renamed = tmp_path / "looks-like-a.ckpt"
@@ -284,6 +299,15 @@ def test_garbage_empty_and_missing(tmp_path):
     _assert_bad(tmp_path / "nope.safetensors", "no such file")
     (tmp_path / "folder").mkdir()
     _assert_bad(tmp_path / "folder", "not a diffusers VAE")
+    import pickle
+    import zipfile
+
+    for name in ("readme.txt", "docs/readme.txt"):
+        with zipfile.ZipFile(tmp_path / "archive.ckpt", "w") as z:
+            z.writestr(name, "hello")
+        _assert_bad(tmp_path / "archive.ckpt", "a zip archive, but not a PyTorch file")
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"encoder.conv_in.weight": [1.0]}, protocol=2))
+    _assert_bad(tmp_path / "plain.pkl", "a Python pickle, but not one written by torch.save")
 
 
 def test_missing_extra_and_misshaped_tensors(tmp_path, sd):
@@ -300,6 +324,12 @@ def test_missing_extra_and_misshaped_tensors(tmp_path, sd):
     wrong = dict(sd)
     wrong["decoder.norm_out.weight"] = torch.ones(7)
     _assert_bad(write(wrong, tmp_path / "wrong.safetensors"), "decoder.norm_out.weight [7] != [32]")
+
+
+def test_four_channel_vae_without_its_quant_convs_is_incomplete(tmp_path, sd):
+    """Only 16-channel VAEs (SD3/Flux.1) come without quant convs; an SD VAE stripped of them would decode wrong."""
+    stripped = {k: v for k, v in sd.items() if "quant_conv." not in k}
+    _assert_bad(write(stripped, tmp_path / "stripped.safetensors"), "4 missing tensors (post_quant_conv.bias, post_quant_conv.weight, quant_conv.bias, …)")
 
 
 def test_many_missing_tensors_are_counted_not_all_listed(tmp_path, sd):
@@ -330,6 +360,20 @@ def test_bookkeeping_next_to_unwrapped_weights_is_ignored(tmp_path, sd):
     broken["decoder.conv_in.weight"] = "not a tensor"
     torch.save(broken, tmp_path / "broken.ckpt")
     _assert_bad(tmp_path / "broken.ckpt", "not a complete kl-f8 VAE: decoder.conv_in.weight missing")
+
+
+def test_odd_names_and_shapes_are_one_line_errors_not_crashes(tmp_path, sd, taef2_pair):
+    odd = ldm_to_diffusers(sd)
+    odd["decoder.up_blocks.x.resnets.0.conv1.weight"] = torch.zeros(1)
+    _assert_bad(write(odd, tmp_path / "odd.safetensors"), "1 unexpected tensor (decoder.up_blocks.x.resnets.0.conv1.weight)")
+    flat = dict(sd)
+    flat["encoder.conv_in.weight"] = torch.zeros(())
+    _assert_bad(write(flat, tmp_path / "flat.safetensors"), "encoder.conv_in.weight has shape [], not a conv weight")
+    enc = torch.load(taef2_pair[1], weights_only=True)
+    enc["14.weight"] = torch.zeros(32, 64)
+    _assert_bad(write(enc, tmp_path / "t_encoder.pth"), "encoder.14.weight has shape [32, 64], not a conv weight")
+    torch.save({"model": sd}, tmp_path / "nested.ckpt")
+    _assert_bad(tmp_path / "nested.ckpt", "not a VAE (1 entry, none in a known VAE layout, e.g. 'model')")
 
 
 def test_integer_tensors_are_not_weights(tmp_path, sd):

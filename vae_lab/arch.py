@@ -105,8 +105,14 @@ def kl_expected_shapes(arch: KLArch) -> dict[str, tuple[int, ...]]:
 
 
 def _shape(sd, key):
+    """The shape of the conv weight `key`, None if absent; a clear `ValueError` if it is not 4-d."""
     t = sd.get(key)
-    return tuple(t.shape) if t is not None else None
+    if t is None:
+        return None
+    shape = tuple(t.shape)
+    if len(shape) != 4 or 0 in shape:
+        raise ValueError(f"{key} has shape {list(shape)}, not a conv weight")
+    return shape
 
 
 def infer_kl_arch(sd) -> KLArch:

@@ -69,6 +69,7 @@ def _place(tmp: str, dst: str) -> None:
 def convert(src, dst, *, half: bool = False, cache=DEFAULT_CACHE) -> ConvertResult:
     """Write the VAE at `src` to `dst` (.safetensors). Raises `VaeLabError`; leaves no partial file."""
     import torch
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     src, dst = os.fspath(src), os.fspath(dst)
@@ -115,6 +116,8 @@ def convert(src, dst, *, half: bool = False, cache=DEFAULT_CACHE) -> ConvertResu
         _place(tmp, dst)
     except OSError as err:
         raise ConvertError(f"{dst}: cannot write ({err.strerror or err})") from None
+    except SafetensorError as err:  # safetensors reports its own I/O errors (a full disk) this way
+        raise ConvertError(f"{dst}: cannot write ({' '.join(str(err).split())})") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -101,6 +101,9 @@ _RULES = [
 ]
 
 
+_UP_BLOCK = re.compile(r"^decoder\.up_blocks\.(\d+)\.")
+
+
 def diffusers_kl_key(key: str, n_up: int) -> str:
     """One diffusers `AutoencoderKL` key in the LDM layout (`n_up`: number of decoder up blocks)."""
     for pattern, repl in _RULES:
@@ -117,7 +120,7 @@ def diffusers_kl_to_ldm(sd: Mapping) -> dict:
     The decoder's up blocks are numbered the other way round, attention projections are
     `nn.Linear` `[C, C]` in diffusers and 1x1 convs `[C, C, 1, 1]` in LDM.
     """
-    ups = {int(k.split(".")[2]) for k in sd if k.startswith("decoder.up_blocks.")}
+    ups = {int(m[1]) for k in sd if (m := _UP_BLOCK.match(k))}
     n_up = max(ups) + 1 if ups else 0
     out = {}
     for key, t in sd.items():

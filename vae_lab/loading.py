@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from vae_lab import layout as L
 from vae_lab.arch import KLArch, TAEArch, infer_kl_arch, infer_tae_arch, kl_expected_shapes, tae_expected_shapes
@@ -69,7 +69,8 @@ def _not_a_vae(path: str, keys: list) -> BadVaeFile:
     if any(k.startswith(("model.diffusion_model.", "diffusion_model.")) for k in keys):
         return BadVaeFile(f"{path}: a Stable Diffusion checkpoint with no VAE inside")
     sample = sorted(keys)[0]
-    return BadVaeFile(f"{path}: not a VAE ({len(keys)} tensors, none in a known VAE layout, e.g. {sample!r})")
+    count = f"{len(keys)} entr{'y' if len(keys) == 1 else 'ies'}"
+    return BadVaeFile(f"{path}: not a VAE ({count}, none in a known VAE layout, e.g. {sample!r})")
 
 
 def _normalise(raw: RawFile, path: str):
@@ -143,6 +144,9 @@ def _arch_and_validate(kind: str, sd: dict, path: str):
                 f"{path}: an AutoencoderKL with {arch.downscale}x downscaling and "
                 f"{arch.in_channels}->{arch.out_channels} image channels; only 8x RGB VAEs are supported"
             )
+        if arch.z_channels == 4 and not arch.use_quant_conv:
+            # 4-channel kl-f8 VAEs (SD1/SD2/SDXL) all have quant convs: without them it is a damaged file
+            arch = replace(arch, use_quant_conv=True)
         validate(sd, kl_expected_shapes(arch), path, "kl-f8 VAE")
     else:
         validate(sd, tae_expected_shapes(arch), path, "TAE")

@@ -18,6 +18,7 @@ import os
 import re
 import struct
 import threading
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,19 +91,14 @@ def _one_line(err: BaseException) -> str:
 
 def sniff(path: str) -> str:
     """The container format from the first bytes: "safetensors", "zip-pickle", "pickle" or "unknown"."""
-    size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(9)
     if head[:4] == b"PK\x03\x04":
         return "zip-pickle"
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return "pickle"
-    if len(head) == 9:
-        (n,) = struct.unpack("<Q", head[:8])
-        if head[8:9] == b"{" and 2 <= n <= size - 8:
-            return "safetensors"
-        if head[8:9] == b"{":
-            return "safetensors"  # a header longer than the file: truncated; safetensors says so
+    if len(head) == 9 and head[8:9] == b"{":
+        return "safetensors"  # 8-byte header length, then JSON; a bad length is reported by safetensors
     return "unknown"
 
 
@@ -119,6 +115,7 @@ def read_safetensors(path: str) -> RawFile:
 
 
 _GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>|Unsupported class ([\w.]+)")
+_OPCODE_RE = re.compile(r"Unsupported operand (\d+)")
 
 
 class InertStandIn:
@@ -204,21 +201,28 @@ def read_pickle(path: str, zip_format: bool) -> RawFile:
 
     mmap = zip_format and os.path.getsize(path) > MMAP_ABOVE_BYTES
     try:
-        with _LOAD_LOCK, _allowing(_compat_globals()):
+        with _LOAD_LOCK, _allowing(_compat_globals()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged file's protocol warning would break the one-line error
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         text = str(err)
         if "Weights only load failed" in text or "weights_only" in text:
             found = _GLOBAL_RE.search(text)
             name = next((g for g in found.groups() if g), None) if found else None
-            what = f"it needs {name}" if name else "it needs objects other than tensors"
-            raise UnsafeFile(
-                f"{path}: refused: this pickle needs more than plain tensors to load ({what}); "
-                "nothing in it was run"
-            ) from None
+            opcode = _OPCODE_RE.search(text)
+            if opcode and not name:  # e.g. protocol 4's FRAME: torch's safe loader cannot read it at all
+                why = f"this pickle uses opcode {opcode[1]}, which torch's safe loader does not read"
+            else:
+                what = f"it needs {name}" if name else "it needs objects other than tensors"
+                why = f"this pickle needs more than plain tensors to load ({what})"
+            raise UnsafeFile(f"{path}: refused: {why}; nothing in it was run") from None
         raise BadVaeFile(f"{path}: corrupt pickle ({_one_line(err)})") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, struct.error) as err:
         text = _one_line(err)
+        if "hasRecord" in text or "not in a subdirectory" in text:
+            raise BadVaeFile(f"{path}: a zip archive, but not a PyTorch file") from None
+        if "Invalid magic number" in text:
+            raise BadVaeFile(f"{path}: a Python pickle, but not one written by torch.save") from None
         if "central directory" in text or "EOF" in text or "unexpected" in text.lower():
             raise BadVaeFile(f"{path}: truncated or corrupt PyTorch file ({text})") from None
         raise BadVaeFile(f"{path}: cannot read PyTorch file ({text})") from None
