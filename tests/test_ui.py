@@ -295,7 +295,7 @@ def test_latent_file_mode_refuses_other_families_and_uses_a_reference(context, v
         ui.SOURCE_FILE, None, f, [str(vae_dir / "taef2_decoder.pth"), str(vae_dir / KL_NAMES[0])],
         ui.ENCODER_FIRST, "fp32", "off", ref_label, session="lat")
     assert result.mode == "latents" and "Reference: taef2_decoder.pth (fp32)" in status
-    assert "PSNR ∞ (identical)" in view  # same VAE, same precision as the reference
+    assert "PSNR inf (identical)" in view  # same VAE, same precision as the reference
     kl = result.outcomes[1]
     assert kl.image is None and "4-channel" in kl.error and kl.error in view
 
