@@ -83,7 +83,7 @@ def test_incompatible_vaes_are_marked_with_the_reason():
     assert not choices["/v/x.pt"].startswith("✕")  # unknown: offered, the run decides
     by_family = dict((p, label) for label, p in ui.vae_choices([kl, xl], channels=4, family="sd1"))
     assert not by_family["/v/kl.safetensors"].startswith("✕")
-    assert "sdxl VAE, latents are sd1" in by_family["/v/xl.safetensors"]
+    assert "SDXL VAE, latents are SD1/SD2" in by_family["/v/xl.safetensors"]
     # no latents chosen (round trip): nothing is marked
     assert all(not label.startswith("✕") for label, _ in ui.vae_choices([kl, xl, tae]))
 
@@ -106,8 +106,8 @@ def test_last_latents_mode_marks_vaes_for_those_latents(vae_dir):
     labels = dict((p, label) for label, p in vaes_u["choices"])
     assert labels[str(vae_dir / KL_NAMES[0])].startswith("✕")
     assert vaes_u["value"] == []  # the incompatible selection is dropped
-    assert ref_u["choices"] == [ui.NO_REFERENCE, "taef2_decoder.pth · flux2 · 32 ch"]
-    assert logic.reference_path("taef2_decoder.pth · flux2 · 32 ch") == str(vae_dir / "taef2_decoder.pth")
+    assert ref_u["choices"] == [ui.NO_REFERENCE, "taef2_decoder.pth · FLUX.2 · 32 ch"]
+    assert logic.reference_path("taef2_decoder.pth · FLUX.2 · 32 ch") == str(vae_dir / "taef2_decoder.pth")
     assert logic.reference_path(ui.NO_REFERENCE) is None
     with pytest.raises(VaeLabError, match="no longer in the VAE folder"):
         logic.reference_path("gone.safetensors · sd1")

@@ -58,7 +58,7 @@ class VaeEntry:
     def label(self) -> str:
         if self.error:
             return f"{self.name} · ⚠ not readable"
-        fam = self.family or "unknown family"
+        fam = family_label(self.family) or "unknown family"
         return f"{self.name} · {fam}" + (f" · {self.latent_channels} ch" if self.latent_channels else "")
 
 
@@ -194,7 +194,7 @@ def incompatibility(entry: VaeEntry, channels: int | None, family: str | None) -
     if channels and entry.latent_channels and entry.latent_channels != channels:
         return f"{entry.latent_channels}-channel VAE, latents have {channels}"
     if family and entry.family and entry.family != family:
-        return f"{entry.family} VAE, latents are {family}"
+        return f"{family_label(entry.family)} VAE, latents are {family_label(family)}"
     return None
 
 
