@@ -674,19 +674,24 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
             return html_view, (table, fls, msg, result)
 
         def show_run(out):
-            if not isinstance(out, tuple):  # an error line (or nothing ran)
-                return (compat.update(), compat.update(), out or "", compat.update(), compat.update(),
-                        compat.update())
+            """Show a run's outcome once (`run_state` is emptied), so a run that Stop cancelled
+            does not bring back the previous run's table and status."""
+            keep = compat.update()
+            if out is None:
+                return keep, keep, keep, keep, keep, keep, None
+            if isinstance(out, str):  # a one-line error
+                return keep, keep, out, keep, keep, keep, None
             (h, r), fls, msg, result = out
             names = list(pair_labels(result))
             a = names[0] if names else None
             b = names[1] if len(names) > 1 else a
             return (_frame(h, r), compat.update(value=fls, visible=True), msg, result,
-                    compat.update(choices=names, value=a), compat.update(choices=names, value=b))
+                    compat.update(choices=names, value=a), compat.update(choices=names, value=b), None)
 
         run_event = run.click(do_run, [source, image, latent_file, vaes, encoder, precision, tiling, reference],
                               [view, run_state])
-        run_event.then(show_run, [run_state], [metrics, files, status, result_state, pair_a, pair_b], queue=False)
+        run_event.then(show_run, [run_state], [metrics, files, status, result_state, pair_a, pair_b, run_state],
+                       queue=False)
 
         def do_stop(request: gr.Request):
             logic.cancels.cancel(getattr(request, "session_hash", None) or "")
