@@ -181,6 +181,12 @@ def test_serve_refuses_a_missing_folder_and_a_busy_port(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert f"port {port} on 127.0.0.1 is already in use" in err and "\n" not in err
 
+    # 192.0.2.1 (TEST-NET-1) is no address of this machine: binding fails without any lookup
+    assert main(["serve", "--vae-dir", str(tmp_path), "--host", "192.0.2.1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: cannot listen on 192.0.2.1") and captured.err.count("\n") == 1
+    assert "warning" not in captured.out  # the error alone, not a warning about a host it never used
+
 
 # --- the handlers, run for real (TAEF2 pair + tiny random kl VAEs + a broken file) ------------
 
