@@ -30,7 +30,8 @@ def median_time(fn, repeats):
     return statistics.median(ts)
 
 
-def main() -> int:
+def run(quick: bool = False, repeats: int | None = None, taef2: str | None = None) -> dict:
+    """bench/run.py's contract: {"title", "rows", "notes"}; --quick: 512² and 1024², one repeat."""
     import numpy as np
     import torch
     from skimage import data
@@ -38,29 +39,19 @@ def main() -> int:
 
     from vae_lab import metrics
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--taef2", default=os.environ.get("VAE_LAB_SHARED_MODELS", "/work/shared/models"))
-    args = ap.parse_args()
-
+    repeats = repeats or (1 if quick else 3)
+    taef2 = taef2 or os.environ.get("VAE_LAB_SHARED_MODELS", "/work/shared/models")
     base = data.astronaut()
     rng = np.random.default_rng(0)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, cuda {'yes: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no'}")
-    print()
-    print("| image | metric | vae_lab CPU (s) | skimage (s) | vae_lab CUDA (s) | |Δ| vs skimage |")
-    print("|---|---|---|---|---|---|")
-    for reps in (1, 2, 4):
+    rows = []
+    for reps in (1, 2) if quick else (1, 2, 4):
         a = np.tile(base, (reps, reps, 1))
         b = np.clip(a + rng.normal(0, 10, a.shape), 0, 255).astype(np.uint8)
-        size = f"{a.shape[1]}x{a.shape[0]}"
         sk_p = lambda: peak_signal_noise_ratio(a, b, data_range=255)  # noqa: E731
         sk_s = lambda: structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,  # noqa: E731
                                              channel_axis=-1, data_range=255)
         for name, ours, theirs in (("PSNR", metrics.psnr, sk_p), ("SSIM", metrics.ssim, sk_s)):
-            t_ours = median_time(lambda: ours(a, b, device="cpu"), args.repeats)
-            t_sk = median_time(theirs, args.repeats)
-            gpu = ""
+            gpu = None
             if torch.cuda.is_available():
                 ga, gb = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
 
@@ -68,36 +59,53 @@ def main() -> int:
                     ours(ga, gb)
                     torch.cuda.synchronize()
 
-                gpu = f"{median_time(on_gpu, args.repeats):.4f}"
-            delta = abs(ours(a, b, device="cpu") - theirs())
-            print(f"| {size} | {name} | {t_ours:.4f} | {t_sk:.4f} | {gpu or 'n/a'} | {delta:.1e} |")
-
-    dec = os.path.join(args.taef2, "taef2_decoder.pth")
+                gpu = round(median_time(on_gpu, repeats), 4)
+            rows.append({
+                "image": f"{a.shape[1]}x{a.shape[0]}", "metric": name,
+                "vae_lab CPU (s)": round(median_time(lambda: ours(a, b, device="cpu"), repeats), 4),
+                "skimage (s)": round(median_time(theirs, repeats), 4),
+                "vae_lab CUDA (s)": gpu,
+                "|Δ| vs skimage": f"{abs(ours(a, b, device='cpu') - theirs()):.1e}",
+            })
+    notes = [f"medians of {repeats}; noisy astronaut vs the original"]
+    dec = os.path.join(taef2, "taef2_decoder.pth")
     if os.path.exists(dec):
         from vae_lab.compare import CompareRequest, VaeCache, run_compare
 
         cache = VaeCache()
         req = CompareRequest(image=base, vae_paths=[dec], diff_pair=(0, 1))
         run_compare(req, load=cache.load)  # load + warm-up
-        rows = []
-        for _ in range(args.repeats):
+        runs = []
+        for _ in range(repeats):
             t = time.perf_counter()
             res = run_compare(req, load=cache.load)
             total = time.perf_counter() - t
             o = res.outcomes[0]
             t = time.perf_counter()
             res.grid()
-            grid_s = time.perf_counter() - t
-            rows.append((total, o.encode_seconds, o.decode_seconds, grid_s))
-        total, enc, dec_s, grid_s = (statistics.median(x) for x in zip(*rows))
-        print()
-        print("| run_compare, TAEF2, astronaut 512² (cached model) | seconds |")
-        print("|---|---|")
-        print(f"| total | {total:.3f} |")
-        print(f"| encode | {enc:.3f} |")
-        print(f"| decode | {dec_s:.3f} |")
-        print(f"| rest (PSNR, SSIM, uint8, diff map) | {total - enc - dec_s:.3f} |")
-        print(f"| grid PNG image (extra, `result.grid()`) | {grid_s:.3f} |")
+            runs.append((total, o.encode_seconds, o.decode_seconds, time.perf_counter() - t))
+        total, enc, dec_s, grid_s = (statistics.median(x) for x in zip(*runs))
+        notes.append(f"run_compare, TAEF2, astronaut 512² (cached model): {total:.3f} s in all — encode {enc:.3f} s, "
+                     f"decode {dec_s:.3f} s, the rest (PSNR, SSIM, uint8, diff map) {total - enc - dec_s:.3f} s; "
+                     f"drawing the grid image {grid_s:.3f} s more")
+    return {"title": "Metrics: vae_lab (torch) vs scikit-image", "rows": rows, "notes": notes}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="512² and 1024² only")
+    ap.add_argument("--taef2", default=os.environ.get("VAE_LAB_SHARED_MODELS", "/work/shared/models"))
+    args = ap.parse_args()
+    r = run(args.quick, repeats=args.repeats, taef2=args.taef2)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n")
+    cols = list(r["rows"][0])
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for row in r["rows"]:
+        print("| " + " | ".join("n/a" if row[c] is None else str(row[c]) for c in cols) + " |")
+    for note in r["notes"]:
+        print(f"\n{note}")
     return 0
 
 

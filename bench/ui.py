@@ -62,7 +62,15 @@ def run(quick: bool = False) -> dict:
         finally:
             compare.run_compare = real_run
     total, core = statistics.median(totals), statistics.median(cores)
+    row = {
+        "image": f"{size}x{size}", "cells": 1 + len(vaes), "handler (s)": round(total, 3),
+        "run_compare (s)": round(core, 3), "tab's own work (s)": round(total - core, 3),
+        "share": f"{100 * (total - core) / total:.1f} %", "HTML sent": f"{sizes[0] / 2**20:.2f} MiB",
+    }
     return {
+        "title": "The comparison tab's own cost (TAEF2, astronaut)",
+        "rows": [row],
+        "notes": [f"medians of {repeats}; the tab's own work is the HTML with PNG data URIs, the table and the downloads"],
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}",
         "image": f"{size}x{size}",
         "cells": 1 + len(vaes),

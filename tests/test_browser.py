@@ -133,6 +133,12 @@ def test_compare_in_browser(page, photo):
         page.get_by_label(re.compile(re.escape(name))).check()
     page.get_by_label(re.compile(re.escape(BROKEN))).check()
     page.get_by_label("Each VAE's own encoder").check()
+    # record what Gradio's progress bars say, and on how many outputs at once, while it runs
+    page.evaluate("""() => { window.vaeLabProgress = {texts: [], most: 0}; new MutationObserver(() => {
+        const bars = document.querySelectorAll('.progress-level');
+        window.vaeLabProgress.most = Math.max(window.vaeLabProgress.most, bars.length);
+        bars.forEach(b => window.vaeLabProgress.texts.push(b.textContent.trim()));
+      }).observe(document.body, {subtree: true, childList: true, characterData: true}); }""")
     page.click("#vae_lab_run")
 
     page.wait_for_selector("#vae_lab_view .vae-lab-error", timeout=60_000)
@@ -151,6 +157,13 @@ def test_compare_in_browser(page, photo):
     sizes = page.eval_on_selector_all("#vae_lab_view img.vae-lab-zoom", "els => els.map(e => [e.naturalWidth, e.naturalHeight])")
     assert all(s == [192, 192] for s in sizes)
 
+    # one progress bar, over the view, naming each step as it runs
+    progress = page.evaluate("window.vaeLabProgress")
+    assert progress["most"] == 1
+    for step in ("taef2_decoder.pth", *KL_NAMES):
+        assert any(t.startswith(f"decoding with {step}") for t in progress["texts"]), (step, set(progress["texts"]))
+
+    page.wait_for_function("document.querySelector('#vae_lab_metrics').innerText.includes('PSNR')")
     table = page.locator("#vae_lab_metrics").first.inner_text()
     assert "PSNR" in table and "SSIM" in table and "LPIPS" in table
     for name in ("taef2_decoder.pth", *KL_NAMES):

@@ -81,6 +81,9 @@ def test_one_bad_vae_does_not_stop_the_others(taef2_pair, photo, kl_files, cache
     assert ok.ok and ok.psnr > 20
     assert broken.image is None and broken.error and "\n" not in broken.error
     assert gone.image is None and "nope.safetensors" in gone.error
+    # each entry names its file as its label does, not by the full path
+    for o in (broken, gone):
+        assert o.error.startswith(o.name) and os.path.dirname(o.path) not in o.error
     # TAEF2 made 32-channel latents; the 4-channel kl VAE is refused, with the reason
     assert kl.image is None and "4-channel" in kl.error and "32" in kl.error
     assert [r["vae"] for r in res.rows()] == [o.name for o in res.outcomes]

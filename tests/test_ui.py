@@ -83,7 +83,7 @@ def test_incompatible_vaes_are_marked_with_the_reason():
     assert not choices["/v/x.pt"].startswith("✕")  # unknown: offered, the run decides
     by_family = dict((p, label) for label, p in ui.vae_choices([kl, xl], channels=4, family="sd1"))
     assert not by_family["/v/kl.safetensors"].startswith("✕")
-    assert "sdxl VAE, latents are sd1" in by_family["/v/xl.safetensors"]
+    assert "SDXL VAE, latents are SD1/SD2" in by_family["/v/xl.safetensors"]
     # no latents chosen (round trip): nothing is marked
     assert all(not label.startswith("✕") for label, _ in ui.vae_choices([kl, xl, tae]))
 
@@ -106,8 +106,8 @@ def test_last_latents_mode_marks_vaes_for_those_latents(vae_dir):
     labels = dict((p, label) for label, p in vaes_u["choices"])
     assert labels[str(vae_dir / KL_NAMES[0])].startswith("✕")
     assert vaes_u["value"] == []  # the incompatible selection is dropped
-    assert ref_u["choices"] == [ui.NO_REFERENCE, "taef2_decoder.pth · flux2 · 32 ch"]
-    assert logic.reference_path("taef2_decoder.pth · flux2 · 32 ch") == str(vae_dir / "taef2_decoder.pth")
+    assert ref_u["choices"] == [ui.NO_REFERENCE, "taef2_decoder.pth · FLUX.2 · 32 ch"]
+    assert logic.reference_path("taef2_decoder.pth · FLUX.2 · 32 ch") == str(vae_dir / "taef2_decoder.pth")
     assert logic.reference_path(ui.NO_REFERENCE) is None
     with pytest.raises(VaeLabError, match="no longer in the VAE folder"):
         logic.reference_path("gone.safetensors · sd1")
@@ -180,6 +180,12 @@ def test_serve_refuses_a_missing_folder_and_a_busy_port(tmp_path, capsys):
         assert main(["serve", "--vae-dir", str(tmp_path), "--port", str(port)]) == 2
     err = capsys.readouterr().err.strip()
     assert f"port {port} on 127.0.0.1 is already in use" in err and "\n" not in err
+
+    # 192.0.2.1 (TEST-NET-1) is no address of this machine: binding fails without any lookup
+    assert main(["serve", "--vae-dir", str(tmp_path), "--host", "192.0.2.1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: cannot listen on 192.0.2.1") and captured.err.count("\n") == 1
+    assert "warning" not in captured.out  # the error alone, not a warning about a host it never used
 
 
 # --- the handlers, run for real (TAEF2 pair + tiny random kl VAEs + a broken file) ------------
@@ -295,7 +301,7 @@ def test_latent_file_mode_refuses_other_families_and_uses_a_reference(context, v
         ui.SOURCE_FILE, None, f, [str(vae_dir / "taef2_decoder.pth"), str(vae_dir / KL_NAMES[0])],
         ui.ENCODER_FIRST, "fp32", "off", ref_label, session="lat")
     assert result.mode == "latents" and "Reference: taef2_decoder.pth (fp32)" in status
-    assert "PSNR ∞ (identical)" in view  # same VAE, same precision as the reference
+    assert "PSNR inf (identical)" in view  # same VAE, same precision as the reference
     kl = result.outcomes[1]
     assert kl.image is None and "4-channel" in kl.error and kl.error in view
 

@@ -15,7 +15,7 @@ def test_tab_is_built_in_the_webui_with_the_adapters_controls(lab):
     assert "vae_lab_checkpoint_pref" in ids  # added through UiContext.extra by the adapter
     vaes = next(c for c in cfg["components"] if c["props"].get("elem_id") == "vae_lab_vaes")
     labels = [label for label, _ in vaes["props"]["choices"]]
-    assert any(label.startswith("mse.safetensors · sd1") for label in labels)  # known by its hash
+    assert any(label.startswith("mse.safetensors · SD1/SD2") for label in labels)  # known by its hash
     assert any(label.startswith("x16.safetensors") and "16 ch" in label for label in labels)
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from factories import TINY_KL, random_kl_state_dict
 
-KL_NAMES = ("tiny-kl-a.safetensors", "tiny-kl-b.safetensors")
-BROKEN = "broken.safetensors"
+KL_NAMES = ("kl-f8-random-weights-1.safetensors", "kl-f8-random-weights-2.safetensors")
+BROKEN = "half-downloaded.safetensors"
 
 
 def make_vae_folder(folder: Path, taef2_pair) -> Path:

@@ -269,34 +269,49 @@ class CompareResult:
         if self.reference_image is not None:
             tiles.append(Tile(self.reference_image, self.reference_label or "reference", ["reference"]))
         for o in self.outcomes:
-            tiles.append(Tile(o.image, o.name, _tile_lines(o), error=o.error))
+            tiles.append(Tile(o.image, o.name, caption_lines(o), error=o.error))
         if include_diff and self.diff_image is not None:
             tiles.append(Tile(self.diff_image, "difference", [self.diff_label or ""]))
         return make_grid(tiles, columns=columns, tile=tile)
 
 
-def _tile_lines(o: VaeOutcome) -> list[str]:
+def caption_lines(o: VaeOutcome) -> list[str]:
+    """The caption under one decoded image, shared by the tab's cells and the grid PNG:
+    family, kind and precision (and any NaN fallback); times and peak memory; metrics;
+    whose encoder made the latents when it was another VAE's. Empty for a failed entry."""
     if o.error:
         return []
-    prec = o.precision_used or ""
+    prec = o.precision_used or "?"
     if o.fallback:
-        prec += f" (after {'/'.join(o.fallback)})"
-    first = [family_label(o.family), prec]
-    if o.decode_seconds is not None:
-        first.append(f"{o.decode_seconds:.2f} s")
-    if o.tiled:
-        first.append("tiled")
-    lines = [" · ".join(x for x in first if x)]
+        prec += f" (after NaN in {', '.join(o.fallback)})"
+    first = [family_label(o.family) or "unknown family", o.kind or "?", prec] + (["tiled"] if o.tiled else [])
+    t = f"decode {o.decode_seconds:.2f} s" if o.decode_seconds is not None else "decode n/a"
+    if o.encode_seconds:
+        t += f" · encode {o.encode_seconds:.2f} s"
+    lines = [" · ".join(first), f"{t} · peak {format_bytes(o.peak_memory_bytes)}"]
     m = []
     if o.psnr is not None:
-        m.append("PSNR inf" if math.isinf(o.psnr) else f"PSNR {o.psnr:.2f} dB")
+        m.append("PSNR inf (identical)" if math.isinf(o.psnr) else f"PSNR {o.psnr:.2f} dB")
     if o.ssim is not None:
         m.append(f"SSIM {o.ssim:.4f}")
     if o.lpips is not None:
         m.append(f"LPIPS {o.lpips:.4f}")
     if m:
         lines.append(" · ".join(m))
+    if o.encoder and o.encoder != o.name:
+        lines.append(f"latents from {o.encoder}'s encoder")
     return lines
+
+
+def format_bytes(n) -> str:
+    """'11.1 MiB' for a byte count; 'n/a' for None."""
+    if n is None:
+        return "n/a"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
 
 
 def family_label(key: str | None) -> str:
@@ -387,6 +402,16 @@ def _error_line(err: BaseException) -> str:
     if isinstance(err, VaeLabError):
         return msg or type(err).__name__
     return f"{type(err).__name__}: {msg}" if msg else type(err).__name__
+
+
+def _entry_error(err: BaseException, path: str) -> str:
+    """`_error_line` for one VAE's entry, naming the file by its name (the entry's label),
+    not by the full path the loader put in its message; always starts with the name."""
+    msg = _error_line(err)
+    name = _name_of(path)
+    for p in sorted({path, os.path.abspath(path), os.path.realpath(path)}, key=len, reverse=True):
+        msg = msg.replace(p, name)
+    return msg if msg.startswith(name) else f"{name}: {msg}"
 
 
 def _name_of(path: str) -> str:
@@ -592,7 +617,7 @@ class _Comparison:
                 try:
                     vae = self._vae(i)
                 except Exception as err:
-                    reasons.append(f"{_name_of(path)}: {_error_line(err)}")
+                    reasons.append(_entry_error(err, path))
                     continue
                 if getattr(vae, "has_encoder", True):
                     return vae, i
@@ -656,7 +681,7 @@ class _Comparison:
             o.decode_seconds = dr.seconds
             o.peak_memory_bytes = dr.peak_memory_bytes
         except Exception as err:  # one VAE's failure never ends the run
-            o.error, o.image = _error_line(err), None
+            o.error, o.image = _error_line(err) if vae is not None else _entry_error(err, self.paths[i]), None
             return
         _measure(o, self.result, req, self.lpips_model, vae)
 

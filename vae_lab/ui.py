@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vae_lab import gradio_compat as compat
+from vae_lab.compare import caption_lines, family_label, format_bytes
 from vae_lab.errors import VaeLabError
 
 SOURCE_IMAGE = "Image (round trip)"
@@ -57,7 +58,7 @@ class VaeEntry:
     def label(self) -> str:
         if self.error:
             return f"{self.name} · ⚠ not readable"
-        fam = self.family or "unknown family"
+        fam = family_label(self.family) or "unknown family"
         return f"{self.name} · {fam}" + (f" · {self.latent_channels} ch" if self.latent_channels else "")
 
 
@@ -193,7 +194,7 @@ def incompatibility(entry: VaeEntry, channels: int | None, family: str | None) -
     if channels and entry.latent_channels and entry.latent_channels != channels:
         return f"{entry.latent_channels}-channel VAE, latents have {channels}"
     if family and entry.family and entry.family != family:
-        return f"{entry.family} VAE, latents are {family}"
+        return f"{family_label(entry.family)} VAE, latents are {family_label(family)}"
     return None
 
 
@@ -263,42 +264,6 @@ def png_data_uri(arr) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _fmt_bytes(n) -> str:
-    if n is None:
-        return "n/a"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return ""
-
-
-def outcome_lines(o) -> list[str]:
-    """The caption lines of one decoded cell: precision (and fallback), time, memory, metrics."""
-    import math
-
-    prec = o.precision_used or "?"
-    if o.fallback:
-        prec += f" (after NaN in {', '.join(o.fallback)})"
-    lines = [f"{o.family or 'unknown family'} · {o.kind or '?'} · {prec}" + (" · tiled" if o.tiled else "")]
-    t = f"decode {o.decode_seconds:.2f} s" if o.decode_seconds is not None else "decode n/a"
-    if o.encode_seconds:
-        t += f" · encode {o.encode_seconds:.2f} s"
-    lines.append(f"{t} · peak {_fmt_bytes(o.peak_memory_bytes)}")
-    m = []
-    if o.psnr is not None:
-        m.append("PSNR ∞ (identical)" if math.isinf(o.psnr) else f"PSNR {o.psnr:.2f} dB")
-    if o.ssim is not None:
-        m.append(f"SSIM {o.ssim:.4f}")
-    if o.lpips is not None:
-        m.append(f"LPIPS {o.lpips:.4f}")
-    if m:
-        lines.append(" · ".join(m))
-    if getattr(o, "encoder", None) and o.encoder != o.name:
-        lines.append(f"latents from {o.encoder}'s encoder")
-    return lines
-
-
 def _cell(title: str, lines: list[str], img=None, error: str | None = None, cls: str = "") -> str:
     caption = "".join(f"<span>{html.escape(line)}</span>" for line in lines)
     if error is not None:
@@ -321,9 +286,9 @@ def render_view(result) -> str:
         cells.append(_cell(REFERENCE_LABEL, [result.reference_label or ""], result.reference_image, cls="vae-lab-ref"))
     for o in result.outcomes:
         if o.error or o.image is None:
-            cells.append(_cell(o.name, [o.family or ""], error=o.error or "no image", cls="vae-lab-failed"))
+            cells.append(_cell(o.name, [family_label(o.family)], error=o.error or "no image", cls="vae-lab-failed"))
         else:
-            cells.append(_cell(o.name, outcome_lines(o), o.image))
+            cells.append(_cell(o.name, caption_lines(o), o.image))
     hint = "wheel: zoom · drag: pan · double-click: reset — all images move together"
     return (
         f'<div class="vae-lab-sync vae-lab-grid" style="--vae-lab-cols:{min(len(cells), 4) or 1}">{"".join(cells)}</div>'
@@ -552,7 +517,7 @@ class TabLogic:
                 e.name if hasattr(e, "name") else e["name"],
                 _get(e, "family") or "",
                 _get(e, "kind") or "",
-                _fmt_bytes(_get(e, "size")) if _get(e, "size") else "?",
+                format_bytes(_get(e, "size")) if _get(e, "size") else "?",
                 _get(e, "license") or "",
                 "✓ present" if _get(e, "id") in present else "",
                 _get(e, "description") or "",
@@ -579,7 +544,7 @@ class TabLogic:
         def on_progress(done, total):
             if progress is not None:
                 frac = min(done / total, 1.0) if total else 0.0
-                progress(frac, f"{_fmt_bytes(done)} of {_fmt_bytes(total) if total else '?'}")
+                progress(frac, f"{format_bytes(done)} of {format_bytes(total) if total else '?'}")
 
         res = download.download(target, dest, tokens=self.context.tokens, progress=on_progress, cancel=cancel,
                                 console=False)
@@ -693,23 +658,40 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
         latent_file.change(logic.on_source, [source, latent_file, vaes], source_outputs, queue=False)
         refresh.click(logic.refresh, [source, latent_file, vaes], [vaes, reference], queue=False)
 
+        # The long step outputs only the view, so Gradio draws one progress bar (over the view)
+        # instead of one on every output; the quick step after it fills the table, downloads,
+        # status line and pair choices from what the long step left in `run_state`.
+        run_state = gr.State(None)
+
         def do_run(src, img, lf, sel, enc, prec, til, ref, request: gr.Request, progress=gr.Progress()):
             session = getattr(request, "session_hash", None) or ""
             try:
-                html_view, (h, r), fls, msg, result = logic.run(
+                html_view, table, fls, msg, result = logic.run(
                     src, img, lf, sel, enc, prec, til, ref, session=session,
                     progress=lambda frac, text="": progress(frac, desc=text))
             except VaeLabError as err:
-                return (compat.update(), compat.update(), compat.update(), _error_md(err), compat.update(),
-                        compat.update(), compat.update())
+                return compat.update(), _error_md(err)
+            return html_view, (table, fls, msg, result)
+
+        def show_run(out):
+            """Show a run's outcome once (`run_state` is emptied), so a run that Stop cancelled
+            does not bring back the previous run's table and status."""
+            keep = compat.update()
+            if out is None:
+                return keep, keep, keep, keep, keep, keep, None
+            if isinstance(out, str):  # a one-line error
+                return keep, keep, out, keep, keep, keep, None
+            (h, r), fls, msg, result = out
             names = list(pair_labels(result))
             a = names[0] if names else None
             b = names[1] if len(names) > 1 else a
-            return (html_view, _frame(h, r), compat.update(value=fls, visible=True), msg, result,
-                    compat.update(choices=names, value=a), compat.update(choices=names, value=b))
+            return (_frame(h, r), compat.update(value=fls, visible=True), msg, result,
+                    compat.update(choices=names, value=a), compat.update(choices=names, value=b), None)
 
         run_event = run.click(do_run, [source, image, latent_file, vaes, encoder, precision, tiling, reference],
-                              [view, metrics, files, status, result_state, pair_a, pair_b])
+                              [view, run_state])
+        run_event.then(show_run, [run_state], [metrics, files, status, result_state, pair_a, pair_b, run_state],
+                       queue=False)
 
         def do_stop(request: gr.Request):
             logic.cancels.cancel(getattr(request, "session_hash", None) or "")

@@ -37,12 +37,13 @@ def run(args) -> int:
         raise VaeLabError(f"--port {args.port}: not a port number")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-    from vae_lab.app import launch
+    from vae_lab.app import check_port, launch
     from vae_lab.ui import UiContext
 
     context = UiContext(vae_dirs=[os.path.abspath(d) for d in dirs],
                         download_dir=os.path.abspath(args.download_dir) if args.download_dir else None,
                         device=args.device)
+    check_port(args.host, args.port)  # a bad host or busy port: the error alone, before any warning
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: anyone who can reach this address can use the app")
     launch(context, host=args.host, port=args.port, share=args.share == "yes", inbrowser=args.inbrowser)
