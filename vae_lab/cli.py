@@ -65,3 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `python -m vae_lab info … | head`: the reader left; say nothing more.
+        sys.stderr.close()
+        return 141
