@@ -43,3 +43,25 @@ def test_last_generation_is_decoded_again_with_other_vaes(lab):
     assert mse.psnr == float("inf")  # the reference VAE itself, same precision
     assert x16.image is None and "16-channel" in x16.error
     assert "2 of 3 VAEs decoded" in status
+
+
+def test_a_download_from_the_tab_updates_the_settings_vae_dropdown(lab, tmp_path):
+    """After "Get VAEs", the Settings "SD VAE" dropdown lists the new file without a 🔄 click."""
+    import shutil
+
+    import vae_lab.webui as w
+    from modules import shared
+
+    setting = shared.settings_components["sd_vae"]
+    cfg = lab.demo.get_config_file()
+    deps = [i for i, d in enumerate(cfg["dependencies"]) if setting._id in d["outputs"]]
+    assert deps, "no event of the tab updates the Settings SD VAE dropdown"
+    fn = lab.demo.fns[deps[-1]].fn
+
+    new = tmp_path / "just-downloaded.safetensors"
+    shutil.copy(lab.vae("a"), new)
+    shutil.move(str(new), w.download_dir())  # what a download leaves in the VAE folder
+    w.refresh_vae_list()  # the tab's on_vaes_changed, run by the download
+    update = fn()
+    assert "just-downloaded.safetensors" in update["choices"]
+    assert update["choices"][:2] == ["Automatic", "None"]

@@ -80,6 +80,9 @@ class UiContext:
     tokens: returns the download tokens from the host's settings (`{"hf": …, "civitai": …}`);
         None means the `HF_TOKEN` / `CIVITAI_API_TOKEN` environment variables only.
     precision: returns the default precision shown in the tab (the WebUI's "VAE Lab" setting).
+    vae_list_outputs: returns the host's own components that list VAEs, each with a function
+        giving its `gr.update` keywords; after a download they are updated too (the WebUI's
+        Settings "SD VAE" dropdown, so a new file is in it at once).
     """
 
     vae_dirs: list[str] = field(default_factory=list)
@@ -92,6 +95,7 @@ class UiContext:
     lock: Any = None
     tokens: Callable[[], dict] | None = None
     precision: Callable[[], str] | None = None
+    vae_list_outputs: Callable[[], list] | None = None
 
     def default_precision(self) -> str:
         value = self.precision() if self.precision else "auto"
@@ -718,6 +722,13 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
 
         get_event = get.click(do_download, [pick, url], [get_status, catalog_df])
         get_event.then(logic.refresh, [source, latent_file, vaes], [vaes, reference])
+        host_lists = context.vae_list_outputs() if context.vae_list_outputs else []
+        if host_lists:
+            def update_host_lists():
+                updates = [compat.update(**make()) for _, make in host_lists]
+                return updates[0] if len(updates) == 1 else updates
+
+            get_event.then(update_host_lists, None, [c for c, _ in host_lists], queue=False)
 
         def do_stop_download(request: gr.Request):
             logic.cancels.cancel("download:" + (getattr(request, "session_hash", None) or ""))

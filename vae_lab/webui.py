@@ -867,7 +867,16 @@ def ui_context():
         lock=call_queue.queue_lock,  # a comparison waits for a running generation (and vice versa)
         tokens=tokens,  # the Settings tokens reach the tab's downloads
         precision=lambda: _opt("vae_lab_precision", "auto"),
+        vae_list_outputs=_settings_vae_lists,
     )
+
+
+def _settings_vae_lists() -> list:
+    """The Settings "SD VAE" dropdown (also the quicksettings one), refreshed after a download."""
+    comp = (getattr(shared, "settings_components", None) or {}).get("sd_vae")
+    if comp is None:
+        return []
+    return [(comp, lambda: {"choices": ["Automatic", "None"] + list(sd_vae.vae_dict)})]
 
 
 def on_ui_tabs():
