@@ -163,14 +163,22 @@ def test_vae_list_refresh_includes_the_download_folder(lab, tmp_path):
 
     assert ctx.lock is call_queue.queue_lock
 
+    save_file(random_kl_state_dict(seed=76), str(tmp_path / "early.safetensors"))
     lab.set_opt("vae_lab_download_dir", str(tmp_path))
     try:
+        assert "early.safetensors" in sd_vae.vae_dict  # choosing the folder lists its files at once
         save_file(random_kl_state_dict(seed=77), str(tmp_path / "fresh.safetensors"))
         assert "fresh.safetensors" not in sd_vae.vae_dict
         w.refresh_vae_list()
         assert sd_vae.vae_dict["fresh.safetensors"] == str(tmp_path / "fresh.safetensors")
         assert "fresh.safetensors" in w.vae_choices()
         assert str(tmp_path) in w.vae_dirs()
+
+        # the WebUI's own 🔄 next to Settings > SD VAE keeps them (it rebuilds the list from its folders)
+        btn = next(b for b in lab.demo.blocks.values() if getattr(b, "elem_id", None) == "refresh_sd_vae")
+        save_file(random_kl_state_dict(seed=75), str(tmp_path / "later.safetensors"))
+        choices = [c[0] if isinstance(c, tuple) else c for c in btn.refresh_fn()["choices"]]
+        assert {"early.safetensors", "fresh.safetensors", "later.safetensors", "a.safetensors"} <= set(choices)
     finally:
         lab.set_opt("vae_lab_download_dir", "")
         w.refresh_vae_list()

@@ -112,9 +112,12 @@ def vae_dirs() -> list[str]:
     return dirs
 
 
+_webui_refresh = None  # the WebUI's own `sd_vae.refresh_vae_list`, while `hook_vae_list` wraps it
+
+
 def refresh_vae_list() -> None:
     """The WebUI's own refresh, plus files in a download folder it does not scan."""
-    sd_vae.refresh_vae_list()
+    (_webui_refresh or sd_vae.refresh_vae_list)()
     dl = download_dir()
     if dl and os.path.isdir(dl):
         for root, _, files in os.walk(dl):
@@ -123,10 +126,25 @@ def refresh_vae_list() -> None:
                     sd_vae.vae_dict[fn] = os.path.abspath(os.path.join(root, fn))
 
 
-def on_before_ui() -> None:
-    """At startup (after the WebUI listed its VAEs): add a custom download folder's files."""
-    if _opt("vae_lab_download_dir", ""):
-        refresh_vae_list()
+def hook_vae_list() -> None:
+    """Make every refresh of the WebUI's VAE list include the download folder.
+
+    The WebUI rebuilds `vae_dict` from its own folders at startup, on the SD VAE setting's 🔄,
+    in the checkpoint editor and through the API; each looks `sd_vae.refresh_vae_list` up at
+    call time, so wrapping it keeps downloads in a custom folder listed everywhere.
+    """
+    global _webui_refresh
+    if sd_vae.refresh_vae_list is not refresh_vae_list:
+        _webui_refresh = sd_vae.refresh_vae_list
+        sd_vae.refresh_vae_list = refresh_vae_list
+
+
+def on_script_unloaded() -> None:
+    """Reload UI: give the WebUI its own refresh back (the reloaded script wraps it again)."""
+    global _webui_refresh
+    if _webui_refresh is not None and sd_vae.refresh_vae_list is refresh_vae_list:
+        sd_vae.refresh_vae_list = _webui_refresh
+    _webui_refresh = None
 
 
 def vae_names() -> list[str]:
@@ -697,7 +715,8 @@ def on_ui_settings() -> None:
     section = SECTION
     options = {
         "vae_lab_download_dir": shared.OptionInfo(
-            "", "Download folder for VAEs (empty: models/VAE)").info("a folder the WebUI does not scan is added to the VAE list by VAE Lab's refresh"),
+            "", "Download folder for VAEs (empty: models/VAE)", onchange=refresh_vae_list,
+        ).info("a folder the WebUI does not scan is added to its VAE list by every refresh"),
         "vae_lab_ram_cache_mb": shared.OptionInfo(
             1024, "RAM cache for VAE weights (MB)", gr.Slider, {"minimum": 0, "maximum": 16384, "step": 128},
             onchange=lambda: ram_cache()).info("switching to a cached VAE never reads the disk; an SD VAE takes 320 MB in fp32"),
@@ -878,12 +897,13 @@ def on_ui_tabs():
 
 # ---------------------------------------------------------------------------------------
 # Start-up (scripts/vae_lab.py calls this at import time, on every (re)load, then registers
-# on_ui_settings, on_ui_tabs and on_model_loaded itself)
+# on_ui_settings, on_ui_tabs, on_model_loaded and on_script_unloaded itself)
 
 
 def init(ext_dir: str) -> None:
     global _ext_dir, _forge_noted
     _ext_dir = ext_dir
+    hook_vae_list()  # before the WebUI's startup refresh, which runs after scripts are loaded
     if hasattr(shared.opts, "forge_additional_modules") and not _forge_noted:
         _forge_noted = True
         print(FORGE_MESSAGE)
