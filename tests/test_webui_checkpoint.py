@@ -179,6 +179,12 @@ def test_vae_list_refresh_includes_the_download_folder(lab, tmp_path):
         save_file(random_kl_state_dict(seed=75), str(tmp_path / "later.safetensors"))
         choices = [c[0] if isinstance(c, tuple) else c for c in btn.refresh_fn()["choices"]]
         assert {"early.safetensors", "fresh.safetensors", "later.safetensors", "a.safetensors"} <= set(choices)
+
+        # Reload UI unwraps and re-wraps the WebUI's refresh (once, not twice)
+        lab.webui.reload_ui()
+        assert sd_vae.refresh_vae_list is w.refresh_vae_list and w._webui_refresh is not w.refresh_vae_list
+        sd_vae.refresh_vae_list()
+        assert "later.safetensors" in sd_vae.vae_dict
     finally:
         lab.set_opt("vae_lab_download_dir", "")
         w.refresh_vae_list()
