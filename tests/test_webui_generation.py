@@ -58,7 +58,10 @@ def test_restored_when_generation_raises(lab, monkeypatch):
     lab.set_sd_vae("a.safetensors")
     a_weights = vae_weights(shared.sd_model)
 
+    in_use = []
+
     def boom(self, *args, **kwargs):
+        in_use.append(sd_vae.loaded_vae_file)
         raise RuntimeError("sampler exploded")
 
     monkeypatch.setattr(processing.StableDiffusionProcessingTxt2Img, "sample", boom)
@@ -66,6 +69,7 @@ def test_restored_when_generation_raises(lab, monkeypatch):
     with pytest.raises(RuntimeError, match="sampler exploded"):
         with closing(p):
             processing.process_images(p)
+    assert in_use == [lab.vae("b")]  # the generation did run with b
     assert sd_vae.loaded_vae_file == lab.vae("a")
     assert all(torch.equal(v, a_weights[k]) for k, v in vae_weights(shared.sd_model).items())
 
@@ -82,10 +86,13 @@ def test_restored_after_interrupt(lab, monkeypatch):
         shared.state.interrupt()
         return out
 
+    own = vae_weights(shared.sd_model)
     monkeypatch.setattr(processing.StableDiffusionProcessingTxt2Img, "sample", sample_then_interrupt)
     res = run_p(make_p(lab, True, "b.safetensors", [], n_iter=3))
     assert len(calls) == 1 and len(res.images) == 1
+    assert _infotext_vae(res.infotexts[0])[0] == "b.safetensors"  # the interrupted batch used b
     assert sd_vae.loaded_vae_file is None
+    assert all(torch.equal(v, own[k]) for k, v in vae_weights(shared.sd_model).items())
 
 
 def test_leftover_swap_is_undone_by_the_next_generation(lab):
