@@ -127,40 +127,44 @@ def test_stale_webui_hash_is_replaced(lab):
 # --- infotext, paste, API -------------------------------------------------------------------
 
 
-def _pasted(script, params) -> list:
-    """What "paste parameters" puts into each of the script's infotext fields."""
+def _pasted(script, text: str):
+    """What "paste parameters" (the stand-in's paste button) puts into the accordion, and its chips."""
+    from modules import infotext_utils
+
+    values, chips = infotext_utils.paste_infotext("txt2img", text)
     out = []
-    for _, key in script.infotext_fields:
-        v = key(params) if callable(key) else params.get(key)
+    for component, _ in script.infotext_fields:
+        v = values.get(component)
         out.append(v.get("value") if isinstance(v, dict) else v)
-    return out
+    return out, chips
 
 
 def test_paste_parameters_restore_the_choice(lab):
-    from modules import infotext_utils, scripts
+    from modules import scripts
 
     script = lab.script("txt2img")
     enabled, vae = script.infotext_fields[0][0], script.infotext_fields[1][0]
     assert [c for c, _ in script.infotext_fields] == [enabled, vae]
-    # the tab's paste fields include the accordion's (so "VAE" is not also offered as an override chip)
     assert {id(c) for c, _ in scripts.scripts_txt2img.infotext_fields} >= {id(enabled), id(vae)}
     assert "VAE" in script.paste_field_names
 
     res = run_p(make_p(lab, True, "c.safetensors", []))
-    params = infotext_utils.parse_generation_parameters(res.infotexts[0])
-    assert _pasted(script, params) == [True, "c.safetensors"]
+    text = res.infotexts[0]
+    # the accordion takes the VAE, and the WebUI offers no "VAE" override chip beside it (an sd_vae
+    # override that the WebUI does not restore when sd_vae was never saved in config.json)
+    assert _pasted(script, text) == ([True, "c.safetensors"], [])
 
     # a name the list lacks is found by its hash (a renamed copy), else "As in Settings"
-    params["VAE"] = "renamed.safetensors"
     from modules import hashes
 
+    renamed = text.replace("VAE: c.safetensors", "VAE: renamed.safetensors")
     hashes.sha256(lab.vae("c"), "vae/c.safetensors")  # the WebUI has hashed it at some point
-    assert _pasted(script, params) == [True, "c.safetensors"]
-    params["VAE hash"] = "0000000000"
-    assert _pasted(script, params) == [True, AS_IN_SETTINGS]
+    assert _pasted(script, renamed)[0] == [True, "c.safetensors"]
+    short = file_sha256(lab.vae("c"))[:10]
+    assert _pasted(script, renamed.replace(short, "0000000000"))[0] == [True, AS_IN_SETTINGS]
 
-    plain = infotext_utils.parse_generation_parameters("a cat\nSteps: 2, Seed: 1, Size: 64x64")
-    assert _pasted(script, plain) == [False, AS_IN_SETTINGS]
+    # an infotext without a VAE (the checkpoint's own): the checkbox is left alone, the VAE as in Settings
+    assert _pasted(script, "a cat\nSteps: 2, Seed: 1, Size: 64x64") == ([None, AS_IN_SETTINGS], [])
 
 
 def test_api_alwayson_scripts(lab):

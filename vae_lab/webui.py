@@ -809,7 +809,9 @@ class VaeLabScript(scripts.Script):
 
         refresh.click(fn=do_refresh, inputs=[], outputs=[vae, also, info])
         if not self.infotext_fields:  # the API calls ui() again in a throwaway Blocks: keep the real ones
-            self.infotext_fields = [(enabled, lambda d: bool(d.get("VAE"))), (vae, _paste_vae)]
+            # The label "VAE" (a string key) claims the infotext's VAE for the accordion, so the paste
+            # offers no "VAE" override chip, whose sd_vae override the WebUI may never restore.
+            self.infotext_fields = [(enabled, "VAE"), (vae, _paste_vae)]
             self.paste_field_names = ["VAE"]
         return [enabled, vae, also]
 
