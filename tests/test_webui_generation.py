@@ -108,11 +108,25 @@ def test_leftover_swap_is_undone_by_the_next_generation(lab):
 
 
 def test_unknown_vae_name_is_a_clear_comment_and_changes_nothing(lab):
-    from modules import sd_vae
+    from modules import sd_vae, shared
+
+    from factories import TINY_KL, random_kl_state_dict
+    from safetensors.torch import save_file
 
     res = run_p(make_p(lab, True, "nope.safetensors", []))
     assert any("unknown VAE 'nope.safetensors'" in c for c in res.comments.splitlines())
     assert sd_vae.loaded_vae_file is None
+
+    # a file that fails validation (a tensor of the wrong shape) leaves the model's VAE untouched
+    bad = random_kl_state_dict(TINY_KL, seed=40)
+    bad["decoder.conv_out.weight"] = bad["decoder.conv_out.weight"][:, :-1].contiguous()
+    save_file(bad, str(lab.webui.vae_dir / "bad.safetensors"))
+    before = vae_weights(shared.sd_model)
+    res = run_p(make_p(lab, True, "bad.safetensors", []))
+    comment = next(c for c in res.comments.splitlines() if "bad.safetensors" in c)
+    assert "\n" not in comment and "generating with the checkpoint's own VAE" in comment
+    assert sd_vae.loaded_vae_file is None and "VAE:" not in res.infotexts[0]
+    assert all(torch.equal(v, before[k]) for k, v in vae_weights(shared.sd_model).items())
 
 
 def test_stale_webui_hash_is_replaced(lab):
