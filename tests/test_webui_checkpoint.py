@@ -94,6 +94,40 @@ def test_preference_set_from_settings(lab):
     assert "chosen by the WebUI" in w.current_status()
 
 
+def test_apply_settings_after_a_checkpoint_switch_keeps_the_preferences(lab):
+    """The Settings page shows the preference of the checkpoint loaded when the page loaded, and
+    "Apply settings" sends every field back: a stale field must not overwrite (or erase) the
+    preference of the checkpoint loaded now."""
+    from modules import sd_vae, shared
+
+    import vae_lab.webui as w
+
+    key, info = "vae_lab_checkpoint_vae", shared.opts.data_labels["vae_lab_checkpoint_vae"]
+
+    def page_load():  # what the WebUI's demo.load does for every setting
+        value = getattr(shared.opts, key)
+        info.component_args()
+        return value
+
+    w.set_checkpoint_preference("c.safetensors")  # sd15 prefers c
+    lab.load_checkpoint("sdxl_base")
+    shown = page_load()  # the page shows sdxl_base's (no preference)
+    lab.load_checkpoint("sd15")
+    assert sd_vae.loaded_vae_file == lab.vae("c")
+    shared.opts.set(key, shown)  # Apply settings (any other field changed)
+    assert w.preferences().get("sd15.safetensors") == "c.safetensors" and sd_vae.loaded_vae_file == lab.vae("c")
+    assert shared.opts.data[key] == "c.safetensors"
+
+    shown = page_load()  # the page shows sd15's c
+    lab.load_checkpoint("sdxl_base")
+    shared.opts.set(key, shown)
+    assert w.preferences().get("sdxl_base.safetensors") is None and sd_vae.loaded_vae_file is None
+
+    # a real choice on a stale page still counts
+    shared.opts.set(key, "b.safetensors")
+    assert w.preferences().get("sdxl_base.safetensors") == "b.safetensors"
+
+
 def test_wrong_family_refused_and_model_keeps_its_vae(lab):
     from modules import sd_vae, shared
 

@@ -689,8 +689,31 @@ def set_checkpoint_preference(vae: str | None, *, apply: bool = True) -> str:
     return f"Saved {vae} for {key}. {status.text()}"
 
 
+_settings_shown: tuple | None = None  # (checkpoint, value) the Settings page last showed
+
+
+def _checkpoint_pref_choices() -> dict:
+    """The Settings dropdown's choices. The WebUI evaluates them each time it (re)loads the
+    page, right after reading the value it shows: remember which checkpoint that value was for."""
+    global _settings_shown
+    model = sd_models.model_data.sd_model
+    _settings_shown = (checkpoint_key(model) if model is not None else None,
+                       shared.opts.data.get("vae_lab_checkpoint_vae", NO_PREFERENCE))
+    return {"choices": [NO_PREFERENCE, CHECKPOINT_VAE] + vae_names()}
+
+
 def _on_checkpoint_vae_setting() -> None:
     value = _opt("vae_lab_checkpoint_vae", NO_PREFERENCE)
+    model = sd_models.model_data.sd_model
+    key = checkpoint_key(model) if model is not None else None
+    if _settings_shown and _settings_shown[0] != key and value == _settings_shown[1]:
+        # "Apply settings" sends every field back: this one still shows another checkpoint's
+        # preference (the checkpoint changed since the page loaded). Not a choice: keep ours.
+        try:
+            _show_preference_in_settings(preferences().get(key) if key else None)
+        except VaeLabError as err:
+            print(f"VAE Lab: {err}")
+        return
     try:
         print(f"VAE Lab: {set_checkpoint_preference(value)}")
     except VaeLabError as err:
@@ -711,7 +734,6 @@ def on_ui_settings() -> None:
     from modules import call_queue
 
     opts = shared.opts
-    choices_pref = lambda: {"choices": [NO_PREFERENCE, CHECKPOINT_VAE] + vae_names()}  # noqa: E731
     section = SECTION
     options = {
         "vae_lab_download_dir": shared.OptionInfo(
@@ -726,7 +748,7 @@ def on_ui_settings() -> None:
         "vae_lab_auto_checkpoint_vae": shared.OptionInfo(
             True, "Apply each checkpoint's preferred VAE when it loads"),
         "vae_lab_checkpoint_vae": shared.OptionInfo(
-            NO_PREFERENCE, "Preferred VAE for the loaded checkpoint", gr.Dropdown, choices_pref,
+            NO_PREFERENCE, "Preferred VAE for the loaded checkpoint", gr.Dropdown, _checkpoint_pref_choices,
             refresh=refresh_vae_list, onchange=call_queue.wrap_queued_call(_on_checkpoint_vae_setting),
         ).info("stored per checkpoint in VAE Lab's data; outranked by --vae-path and by a specific SD VAE when 'Selected VAE overrides per-model preferences' is on"),
         "vae_lab_refuse_wrong_family": shared.OptionInfo(
