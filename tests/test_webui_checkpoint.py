@@ -94,6 +94,40 @@ def test_preference_set_from_settings(lab):
     assert "chosen by the WebUI" in w.current_status()
 
 
+def test_apply_settings_after_a_checkpoint_switch_keeps_the_preferences(lab):
+    """The Settings page shows the preference of the checkpoint loaded when the page loaded, and
+    "Apply settings" sends every field back: a stale field must not overwrite (or erase) the
+    preference of the checkpoint loaded now."""
+    from modules import sd_vae, shared
+
+    import vae_lab.webui as w
+
+    key, info = "vae_lab_checkpoint_vae", shared.opts.data_labels["vae_lab_checkpoint_vae"]
+
+    def page_load():  # what the WebUI's demo.load does for every setting
+        value = getattr(shared.opts, key)
+        info.component_args()
+        return value
+
+    w.set_checkpoint_preference("c.safetensors")  # sd15 prefers c
+    lab.load_checkpoint("sdxl_base")
+    shown = page_load()  # the page shows sdxl_base's (no preference)
+    lab.load_checkpoint("sd15")
+    assert sd_vae.loaded_vae_file == lab.vae("c")
+    shared.opts.set(key, shown)  # Apply settings (any other field changed)
+    assert w.preferences().get("sd15.safetensors") == "c.safetensors" and sd_vae.loaded_vae_file == lab.vae("c")
+    assert shared.opts.data[key] == "c.safetensors"
+
+    shown = page_load()  # the page shows sd15's c
+    lab.load_checkpoint("sdxl_base")
+    shared.opts.set(key, shown)
+    assert w.preferences().get("sdxl_base.safetensors") is None and sd_vae.loaded_vae_file is None
+
+    # a real choice on a stale page still counts
+    shared.opts.set(key, "b.safetensors")
+    assert w.preferences().get("sdxl_base.safetensors") == "b.safetensors"
+
+
 def test_wrong_family_refused_and_model_keeps_its_vae(lab):
     from modules import sd_vae, shared
 
@@ -163,14 +197,28 @@ def test_vae_list_refresh_includes_the_download_folder(lab, tmp_path):
 
     assert ctx.lock is call_queue.queue_lock
 
+    save_file(random_kl_state_dict(seed=76), str(tmp_path / "early.safetensors"))
     lab.set_opt("vae_lab_download_dir", str(tmp_path))
     try:
+        assert "early.safetensors" in sd_vae.vae_dict  # choosing the folder lists its files at once
         save_file(random_kl_state_dict(seed=77), str(tmp_path / "fresh.safetensors"))
         assert "fresh.safetensors" not in sd_vae.vae_dict
         w.refresh_vae_list()
         assert sd_vae.vae_dict["fresh.safetensors"] == str(tmp_path / "fresh.safetensors")
         assert "fresh.safetensors" in w.vae_choices()
         assert str(tmp_path) in w.vae_dirs()
+
+        # the WebUI's own 🔄 next to Settings > SD VAE keeps them (it rebuilds the list from its folders)
+        btn = next(b for b in lab.demo.blocks.values() if getattr(b, "elem_id", None) == "refresh_sd_vae")
+        save_file(random_kl_state_dict(seed=75), str(tmp_path / "later.safetensors"))
+        choices = [c[0] if isinstance(c, tuple) else c for c in btn.refresh_fn()["choices"]]
+        assert {"early.safetensors", "fresh.safetensors", "later.safetensors", "a.safetensors"} <= set(choices)
+
+        # Reload UI unwraps and re-wraps the WebUI's refresh (once, not twice)
+        lab.webui.reload_ui()
+        assert sd_vae.refresh_vae_list is w.refresh_vae_list and w._webui_refresh is not w.refresh_vae_list
+        sd_vae.refresh_vae_list()
+        assert "later.safetensors" in sd_vae.vae_dict
     finally:
         lab.set_opt("vae_lab_download_dir", "")
         w.refresh_vae_list()

@@ -58,7 +58,10 @@ def test_restored_when_generation_raises(lab, monkeypatch):
     lab.set_sd_vae("a.safetensors")
     a_weights = vae_weights(shared.sd_model)
 
+    in_use = []
+
     def boom(self, *args, **kwargs):
+        in_use.append(sd_vae.loaded_vae_file)
         raise RuntimeError("sampler exploded")
 
     monkeypatch.setattr(processing.StableDiffusionProcessingTxt2Img, "sample", boom)
@@ -66,6 +69,7 @@ def test_restored_when_generation_raises(lab, monkeypatch):
     with pytest.raises(RuntimeError, match="sampler exploded"):
         with closing(p):
             processing.process_images(p)
+    assert in_use == [lab.vae("b")]  # the generation did run with b
     assert sd_vae.loaded_vae_file == lab.vae("a")
     assert all(torch.equal(v, a_weights[k]) for k, v in vae_weights(shared.sd_model).items())
 
@@ -82,10 +86,13 @@ def test_restored_after_interrupt(lab, monkeypatch):
         shared.state.interrupt()
         return out
 
+    own = vae_weights(shared.sd_model)
     monkeypatch.setattr(processing.StableDiffusionProcessingTxt2Img, "sample", sample_then_interrupt)
     res = run_p(make_p(lab, True, "b.safetensors", [], n_iter=3))
     assert len(calls) == 1 and len(res.images) == 1
+    assert _infotext_vae(res.infotexts[0])[0] == "b.safetensors"  # the interrupted batch used b
     assert sd_vae.loaded_vae_file is None
+    assert all(torch.equal(v, own[k]) for k, v in vae_weights(shared.sd_model).items())
 
 
 def test_leftover_swap_is_undone_by_the_next_generation(lab):
@@ -101,11 +108,25 @@ def test_leftover_swap_is_undone_by_the_next_generation(lab):
 
 
 def test_unknown_vae_name_is_a_clear_comment_and_changes_nothing(lab):
-    from modules import sd_vae
+    from modules import sd_vae, shared
+
+    from factories import TINY_KL, random_kl_state_dict
+    from safetensors.torch import save_file
 
     res = run_p(make_p(lab, True, "nope.safetensors", []))
     assert any("unknown VAE 'nope.safetensors'" in c for c in res.comments.splitlines())
     assert sd_vae.loaded_vae_file is None
+
+    # a file that fails validation (a tensor of the wrong shape) leaves the model's VAE untouched
+    bad = random_kl_state_dict(TINY_KL, seed=40)
+    bad["decoder.conv_out.weight"] = bad["decoder.conv_out.weight"][:, :-1].contiguous()
+    save_file(bad, str(lab.webui.vae_dir / "bad.safetensors"))
+    before = vae_weights(shared.sd_model)
+    res = run_p(make_p(lab, True, "bad.safetensors", []))
+    comment = next(c for c in res.comments.splitlines() if "bad.safetensors" in c)
+    assert "\n" not in comment and "generating with the checkpoint's own VAE" in comment
+    assert sd_vae.loaded_vae_file is None and "VAE:" not in res.infotexts[0]
+    assert all(torch.equal(v, before[k]) for k, v in vae_weights(shared.sd_model).items())
 
 
 def test_stale_webui_hash_is_replaced(lab):
@@ -120,40 +141,44 @@ def test_stale_webui_hash_is_replaced(lab):
 # --- infotext, paste, API -------------------------------------------------------------------
 
 
-def _pasted(script, params) -> list:
-    """What "paste parameters" puts into each of the script's infotext fields."""
+def _pasted(script, text: str):
+    """What "paste parameters" (the stand-in's paste button) puts into the accordion, and its chips."""
+    from modules import infotext_utils
+
+    values, chips = infotext_utils.paste_infotext("txt2img", text)
     out = []
-    for _, key in script.infotext_fields:
-        v = key(params) if callable(key) else params.get(key)
+    for component, _ in script.infotext_fields:
+        v = values.get(component)
         out.append(v.get("value") if isinstance(v, dict) else v)
-    return out
+    return out, chips
 
 
 def test_paste_parameters_restore_the_choice(lab):
-    from modules import infotext_utils, scripts
+    from modules import scripts
 
     script = lab.script("txt2img")
     enabled, vae = script.infotext_fields[0][0], script.infotext_fields[1][0]
     assert [c for c, _ in script.infotext_fields] == [enabled, vae]
-    # the tab's paste fields include the accordion's (so "VAE" is not also offered as an override chip)
     assert {id(c) for c, _ in scripts.scripts_txt2img.infotext_fields} >= {id(enabled), id(vae)}
     assert "VAE" in script.paste_field_names
 
     res = run_p(make_p(lab, True, "c.safetensors", []))
-    params = infotext_utils.parse_generation_parameters(res.infotexts[0])
-    assert _pasted(script, params) == [True, "c.safetensors"]
+    text = res.infotexts[0]
+    # the accordion takes the VAE, and the WebUI offers no "VAE" override chip beside it (an sd_vae
+    # override that the WebUI does not restore when sd_vae was never saved in config.json)
+    assert _pasted(script, text) == ([True, "c.safetensors"], [])
 
     # a name the list lacks is found by its hash (a renamed copy), else "As in Settings"
-    params["VAE"] = "renamed.safetensors"
     from modules import hashes
 
+    renamed = text.replace("VAE: c.safetensors", "VAE: renamed.safetensors")
     hashes.sha256(lab.vae("c"), "vae/c.safetensors")  # the WebUI has hashed it at some point
-    assert _pasted(script, params) == [True, "c.safetensors"]
-    params["VAE hash"] = "0000000000"
-    assert _pasted(script, params) == [True, AS_IN_SETTINGS]
+    assert _pasted(script, renamed)[0] == [True, "c.safetensors"]
+    short = file_sha256(lab.vae("c"))[:10]
+    assert _pasted(script, renamed.replace(short, "0000000000"))[0] == [True, AS_IN_SETTINGS]
 
-    plain = infotext_utils.parse_generation_parameters("a cat\nSteps: 2, Seed: 1, Size: 64x64")
-    assert _pasted(script, plain) == [False, AS_IN_SETTINGS]
+    # an infotext without a VAE (the checkpoint's own): the checkbox is left alone, the VAE as in Settings
+    assert _pasted(script, "a cat\nSteps: 2, Seed: 1, Size: 64x64") == ([None, AS_IN_SETTINGS], [])
 
 
 def test_api_alwayson_scripts(lab):

@@ -45,7 +45,8 @@ def test_extension_is_listed_and_its_script_loaded(webui):
     assert [d.script_class.__name__ for d in loaded] == ["VaeLabScript"]  # no stray base class
     assert loaded[0].basedir == str(webui.extensions_dir / "vae-lab")
     cbs = {k for k, v in webui.script_callbacks.callback_map.items() if any(c.name.startswith("vae-lab/vae_lab.py/") for c in v)}
-    assert cbs == {"callbacks_ui_settings", "callbacks_ui_tabs", "callbacks_model_loaded", "callbacks_before_ui"}
+    assert cbs == {"callbacks_ui_settings", "callbacks_ui_tabs", "callbacks_model_loaded",
+                   "callbacks_script_unloaded"}
 
 
 def test_extension_index_entry():

@@ -112,9 +112,12 @@ def vae_dirs() -> list[str]:
     return dirs
 
 
+_webui_refresh = None  # the WebUI's own `sd_vae.refresh_vae_list`, while `hook_vae_list` wraps it
+
+
 def refresh_vae_list() -> None:
     """The WebUI's own refresh, plus files in a download folder it does not scan."""
-    sd_vae.refresh_vae_list()
+    (_webui_refresh or sd_vae.refresh_vae_list)()
     dl = download_dir()
     if dl and os.path.isdir(dl):
         for root, _, files in os.walk(dl):
@@ -123,10 +126,25 @@ def refresh_vae_list() -> None:
                     sd_vae.vae_dict[fn] = os.path.abspath(os.path.join(root, fn))
 
 
-def on_before_ui() -> None:
-    """At startup (after the WebUI listed its VAEs): add a custom download folder's files."""
-    if _opt("vae_lab_download_dir", ""):
-        refresh_vae_list()
+def hook_vae_list() -> None:
+    """Make every refresh of the WebUI's VAE list include the download folder.
+
+    The WebUI rebuilds `vae_dict` from its own folders at startup, on the SD VAE setting's 🔄,
+    in the checkpoint editor and through the API; each looks `sd_vae.refresh_vae_list` up at
+    call time, so wrapping it keeps downloads in a custom folder listed everywhere.
+    """
+    global _webui_refresh
+    if sd_vae.refresh_vae_list is not refresh_vae_list:
+        _webui_refresh = sd_vae.refresh_vae_list
+        sd_vae.refresh_vae_list = refresh_vae_list
+
+
+def on_script_unloaded() -> None:
+    """Reload UI: give the WebUI its own refresh back (the reloaded script wraps it again)."""
+    global _webui_refresh
+    if _webui_refresh is not None and sd_vae.refresh_vae_list is refresh_vae_list:
+        sd_vae.refresh_vae_list = _webui_refresh
+    _webui_refresh = None
 
 
 def vae_names() -> list[str]:
@@ -671,8 +689,31 @@ def set_checkpoint_preference(vae: str | None, *, apply: bool = True) -> str:
     return f"Saved {vae} for {key}. {status.text()}"
 
 
+_settings_shown: tuple | None = None  # (checkpoint, value) the Settings page last showed
+
+
+def _checkpoint_pref_choices() -> dict:
+    """The Settings dropdown's choices. The WebUI evaluates them each time it (re)loads the
+    page, right after reading the value it shows: remember which checkpoint that value was for."""
+    global _settings_shown
+    model = sd_models.model_data.sd_model
+    _settings_shown = (checkpoint_key(model) if model is not None else None,
+                       shared.opts.data.get("vae_lab_checkpoint_vae", NO_PREFERENCE))
+    return {"choices": [NO_PREFERENCE, CHECKPOINT_VAE] + vae_names()}
+
+
 def _on_checkpoint_vae_setting() -> None:
     value = _opt("vae_lab_checkpoint_vae", NO_PREFERENCE)
+    model = sd_models.model_data.sd_model
+    key = checkpoint_key(model) if model is not None else None
+    if _settings_shown and _settings_shown[0] != key and value == _settings_shown[1]:
+        # "Apply settings" sends every field back: this one still shows another checkpoint's
+        # preference (the checkpoint changed since the page loaded). Not a choice: keep ours.
+        try:
+            _show_preference_in_settings(preferences().get(key) if key else None)
+        except VaeLabError as err:
+            print(f"VAE Lab: {err}")
+        return
     try:
         print(f"VAE Lab: {set_checkpoint_preference(value)}")
     except VaeLabError as err:
@@ -693,11 +734,11 @@ def on_ui_settings() -> None:
     from modules import call_queue
 
     opts = shared.opts
-    choices_pref = lambda: {"choices": [NO_PREFERENCE, CHECKPOINT_VAE] + vae_names()}  # noqa: E731
     section = SECTION
     options = {
         "vae_lab_download_dir": shared.OptionInfo(
-            "", "Download folder for VAEs (empty: models/VAE)").info("a folder the WebUI does not scan is added to the VAE list by VAE Lab's refresh"),
+            "", "Download folder for VAEs (empty: models/VAE)", onchange=refresh_vae_list,
+        ).info("a folder the WebUI does not scan is added to its VAE list by every refresh"),
         "vae_lab_ram_cache_mb": shared.OptionInfo(
             1024, "RAM cache for VAE weights (MB)", gr.Slider, {"minimum": 0, "maximum": 16384, "step": 128},
             onchange=lambda: ram_cache()).info("switching to a cached VAE never reads the disk; an SD VAE takes 320 MB in fp32"),
@@ -707,7 +748,7 @@ def on_ui_settings() -> None:
         "vae_lab_auto_checkpoint_vae": shared.OptionInfo(
             True, "Apply each checkpoint's preferred VAE when it loads"),
         "vae_lab_checkpoint_vae": shared.OptionInfo(
-            NO_PREFERENCE, "Preferred VAE for the loaded checkpoint", gr.Dropdown, choices_pref,
+            NO_PREFERENCE, "Preferred VAE for the loaded checkpoint", gr.Dropdown, _checkpoint_pref_choices,
             refresh=refresh_vae_list, onchange=call_queue.wrap_queued_call(_on_checkpoint_vae_setting),
         ).info("stored per checkpoint in VAE Lab's data; outranked by --vae-path and by a specific SD VAE when 'Selected VAE overrides per-model preferences' is on"),
         "vae_lab_refuse_wrong_family": shared.OptionInfo(
@@ -790,7 +831,9 @@ class VaeLabScript(scripts.Script):
 
         refresh.click(fn=do_refresh, inputs=[], outputs=[vae, also, info])
         if not self.infotext_fields:  # the API calls ui() again in a throwaway Blocks: keep the real ones
-            self.infotext_fields = [(enabled, lambda d: bool(d.get("VAE"))), (vae, _paste_vae)]
+            # The label "VAE" (a string key) claims the infotext's VAE for the accordion, so the paste
+            # offers no "VAE" override chip, whose sd_vae override the WebUI may never restore.
+            self.infotext_fields = [(enabled, "VAE"), (vae, _paste_vae)]
             self.paste_field_names = ["VAE"]
         return [enabled, vae, also]
 
@@ -887,12 +930,13 @@ def on_ui_tabs():
 
 # ---------------------------------------------------------------------------------------
 # Start-up (scripts/vae_lab.py calls this at import time, on every (re)load, then registers
-# on_ui_settings, on_ui_tabs and on_model_loaded itself)
+# on_ui_settings, on_ui_tabs, on_model_loaded and on_script_unloaded itself)
 
 
 def init(ext_dir: str) -> None:
     global _ext_dir, _forge_noted
     _ext_dir = ext_dir
+    hook_vae_list()  # before the WebUI's startup refresh, which runs after scripts are loaded
     if hasattr(shared.opts, "forge_additional_modules") and not _forge_noted:
         _forge_noted = True
         print(FORGE_MESSAGE)

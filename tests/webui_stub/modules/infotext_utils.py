@@ -206,14 +206,15 @@ def paste_infotext(tabname, infotext):
                 continue
             v = params[field.label]
             valtype = type(field.component.value)
-            if valtype == bool and v == "False":
-                val = False
-            elif valtype == int:
-                val = float(v)
-            elif valtype in (str, float):
-                val = valtype(v)
-            else:
-                val = v
+            try:  # the real cast: bool("x.safetensors") is True, a failing cast leaves the field alone
+                if valtype == bool and v == "False":
+                    val = False
+                elif valtype == int:
+                    val = float(v)
+                else:
+                    val = valtype(v)
+            except Exception:
+                continue
             values[field.component] = val
         else:
             values[field.component] = field.function(params)
