@@ -40,7 +40,7 @@ def load(name: str, path: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     if not callable(getattr(module, "run", None)):
-        raise SystemExit(f"error: bench/{path.name} has no run(quick) function")
+        raise TypeError(f"bench/{path.name} has no run(quick) function")
     return module
 
 
