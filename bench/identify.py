@@ -56,13 +56,8 @@ def _peak_rss_of_inspect(path: Path, cache: Path) -> float:
     return int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="one run per measurement")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    n = 1 if args.quick else 3
-
+def measure(n: int) -> dict:
+    """Every measurement, each the median of `n` runs, on a fresh full-size SD VAE in a temp dir."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -121,7 +116,31 @@ def main(argv=None) -> int:
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return result
 
+
+def run(quick: bool = False) -> dict:
+    """For `bench/run.py`: the same measurements as a titled table."""
+    n = 1 if quick else 3
+    result = measure(n)
+    rows = [{"what": r["what"], "VAE Lab (s)": r["ours_s"], "baseline": r["baseline"] or "—",
+             "baseline (s)": r["baseline_s"]} for r in result["rows"]]
+    return {
+        "title": f"Reading, identifying and converting a full-size SD VAE ({result['file_mb']} MB), median of {n}",
+        "rows": rows,
+        "notes": [f"peak RSS of a cold `inspect` in a fresh process (torch import included): "
+                  f"{result['inspect_peak_rss_mib']} MiB"],
+        "raw": result,
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one run per measurement")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    n = 1 if args.quick else 3
+    result = measure(n)
     if args.json:
         print(json.dumps(result, indent=1))
     else:
