@@ -76,6 +76,7 @@ def test_decoder_only_tae_cannot_encode(taef2_pair, tmp_path):
 
 
 def test_mismatched_halves_are_rejected():
-    sd = {"decoder.1.weight": torch.zeros(64, 16, 3, 3), "encoder.14.weight": torch.zeros(4, 64, 3, 3)}
+    sd = {"decoder.1.weight": torch.zeros(64, 16, 3, 3), "encoder.0.weight": torch.zeros(64, 3, 3, 3),
+          "encoder.14.weight": torch.zeros(4, 64, 3, 3)}
     with pytest.raises(BadVaeFile, match="channel"):
         TAE(sd)

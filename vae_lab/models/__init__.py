@@ -27,7 +27,7 @@ def build_model(kind: str, state_dict: dict, arch=None):
     elif kind == "tae":
         from vae_lab.models.tae import TAE
 
-        model = TAE(sd)
+        model = TAE(sd, arch)
     else:
         raise BadVaeFile(f"unknown VAE kind {kind!r} (want 'kl' or 'tae')")
     model.eval().requires_grad_(False)

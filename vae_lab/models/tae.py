@@ -1,13 +1,10 @@
 """madebyollin's Tiny AutoEncoders (TAESD, TAESDXL, TAESD3, TAEF1, TAEF2, TAESANA).
 
-A small conv-only encoder/decoder distilled from a full VAE. Structure and module
+A small conv-only encoder/decoder distilled from a full VAE. The architecture is a
+`vae_lab.arch.TAEArch` (latent channels, 8x or 32x, which Blocks carry FLUX.2's `pool`
+branch); the layers come from its plans `tae_encoder_plan` / `tae_decoder_plan`, whose
 indices follow madebyollin/taesd `taesd.py`, so the `.pth` state dicts (bare
-`nn.Sequential` dicts) load directly and strictly. The variant is read from the weights:
-
-- latent channels from the first decoder conv / last encoder conv (4, 16 or 32);
-- FLUX.2 (taef2): some blocks carry a `pool` branch (1x1 conv -> GroupNorm(4) -> ReLU ->
-  1x1 conv, added to the block input) — found by the presence of `N.pool.*` keys;
-- Sana (taesana): 32x spatial scale, wider decoder — found by the first conv shapes.
+`nn.Sequential` dicts) load directly and strictly.
 
 TAE convention: images in [0, 1] and latents as the diffusion model sees them (scale
 1, shift 0). This wrapper speaks the project's convention at its edges: images in
@@ -17,11 +14,10 @@ with the identity.
 
 from __future__ import annotations
 
-import re
-
 import torch
 import torch.nn as nn
 
+from vae_lab.arch import TAEArch, infer_tae_arch, tae_decoder_plan, tae_encoder_plan
 from vae_lab.errors import BadVaeFile
 from vae_lab.tiling import SyncGroupNorm
 
@@ -56,44 +52,29 @@ class Block(nn.Module):
         return self.fuse(self.conv(x) + self.skip(x))
 
 
-def _pooled(sd: dict, index: int) -> bool:
-    return f"{index}.pool.0.weight" in sd
-
-
-def build_encoder(sd: dict, latent_channels: int, f32: bool) -> nn.Sequential:
-    """The encoder Sequential whose indices match `sd` (TAESD `.pth` layout)."""
+def _sequential(plan: list[tuple], latent_channels: int, pool_blocks: tuple[int, ...], filler) -> nn.Sequential:
+    """The layers of `plan`; the indices it skips (no parameters) are `filler(index)`."""
     layers: list[nn.Module] = []
-
-    def block(c):
-        layers.append(Block(c, c, pool=_pooled(sd, len(layers))))
-
-    if f32:
-        layers += [conv(3, 32, stride=2), nn.ReLU(), conv(32, 64, stride=2), nn.ReLU()]
-        block(64)
-        stages = 4
-    else:
-        layers.append(conv(3, 64))
-        block(64)
-        stages = 3
-    for _ in range(stages):
-        layers.append(conv(64, 64, stride=2, bias=False))
-        for _ in range(3):
-            block(64)
-    layers.append(conv(64, latent_channels))
+    for kind, index, *dims in plan:
+        layers += [filler(i) for i in range(len(layers), index)]
+        if kind == "conv":
+            c_in, c_out, stride, bias = dims
+            layers.append(conv(c_in or latent_channels, c_out or latent_channels, stride=stride, bias=bias))
+        else:
+            layers.append(Block(dims[0], dims[0], pool=index in pool_blocks))
     return nn.Sequential(*layers)
 
 
-def build_decoder(sd: dict, latent_channels: int, f32: bool) -> nn.Sequential:
-    """The decoder Sequential whose indices match `sd` (TAESD `.pth` layout)."""
-    widths = [256, 128, 64, 64, 64, 64] if f32 else [64, 64, 64, 64]
-    layers: list[nn.Module] = [Clamp(), conv(latent_channels, widths[0]), nn.ReLU()]
-    for c_in, c_out in zip(widths[:-1], widths[1:]):
-        for _ in range(3):
-            layers.append(Block(c_in, c_in, pool=_pooled(sd, len(layers))))
-        layers += [nn.Upsample(scale_factor=2), conv(c_in, c_out, bias=False)]
-    layers.append(Block(widths[-1], widths[-1], pool=_pooled(sd, len(layers))))
-    layers.append(conv(widths[-1], 3))
-    return nn.Sequential(*layers)
+def build_encoder(arch: TAEArch) -> nn.Sequential:
+    """madebyollin's `Encoder` / `F32Encoder`: the skipped indices are ReLUs."""
+    return _sequential(tae_encoder_plan(arch.downscale), arch.latent_channels, arch.encoder_pool_blocks,
+                       lambda i: nn.ReLU())
+
+
+def build_decoder(arch: TAEArch) -> nn.Sequential:
+    """madebyollin's `Decoder` / `F32Decoder`: Clamp at 0, ReLU at 2, the other skipped indices upsample."""
+    return _sequential(tae_decoder_plan(arch.downscale), arch.latent_channels, arch.decoder_pool_blocks,
+                       lambda i: Clamp() if i == 0 else nn.ReLU() if i == 2 else nn.Upsample(scale_factor=2))
 
 
 def split_state_dict(state_dict: dict) -> tuple[dict, dict]:
@@ -110,35 +91,26 @@ def split_state_dict(state_dict: dict) -> tuple[dict, dict]:
     return enc, dec
 
 
-def _last_conv(sd: dict) -> torch.Tensor:
-    idx = max(int(m.group(1)) for k in sd if (m := re.match(r"(\d+)\.weight$", k)))
-    return sd[f"{idx}.weight"]
-
-
 class TAE(nn.Module):
     """Tiny autoencoder: `encode(images[-1,1]) -> latents`, `decode(latents) -> images[-1,1]`."""
 
     kind = "tae"
 
-    def __init__(self, state_dict: dict):
-        """Build from a normalised TAE state dict (`encoder.N…` and/or `decoder.N…`) and load it."""
+    def __init__(self, state_dict: dict, arch: TAEArch | None = None):
+        """Build `arch` (read from the keys when None) and load the normalised TAE state dict
+        (`encoder.N…` and/or `decoder.N…`) into it."""
         super().__init__()
         enc_sd, dec_sd = split_state_dict(state_dict)
-        if not enc_sd and not dec_sd:
-            raise BadVaeFile("a TAE state dict with neither encoder nor decoder tensors")
-        try:
-            c_dec = dec_sd["1.weight"].shape[1] if dec_sd else None
-            c_enc = _last_conv(enc_sd).shape[0] if enc_sd else None
-        except (KeyError, ValueError) as err:
-            raise BadVaeFile(f"not a TAESD-layout state dict ({err})") from None
-        if c_dec is not None and c_enc is not None and c_dec != c_enc:
-            raise BadVaeFile(f"TAE encoder makes {c_enc}-channel latents but the decoder takes {c_dec}")
-        self.latent_channels = c_dec if c_dec is not None else c_enc
-        f32 = bool((dec_sd and dec_sd["1.weight"].shape[0] == 256) or (enc_sd and enc_sd.get("0.weight", torch.empty(0, 0, 0, 0)).shape[0] == 32))
-        self.downscale = 32 if f32 else 8
-        self.variant = "f32" if f32 else ("flux_2" if any(".pool." in k for k in state_dict) else "sd")
-        self.encoder = build_encoder(enc_sd, self.latent_channels, f32) if enc_sd else None
-        self.decoder = build_decoder(dec_sd, self.latent_channels, f32) if dec_sd else None
+        if arch is None:
+            try:
+                arch = infer_tae_arch(state_dict)
+            except ValueError as err:
+                raise BadVaeFile(f"not a TAESD-layout state dict ({err})") from None
+        self.arch = arch
+        self.latent_channels = arch.latent_channels
+        self.downscale = arch.downscale
+        self.encoder = build_encoder(arch) if arch.has_encoder else None
+        self.decoder = build_decoder(arch) if arch.has_decoder else None
         try:
             if self.encoder is not None:
                 self.encoder.load_state_dict(enc_sd, strict=True)
