@@ -18,16 +18,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _timing import median_seconds  # noqa: E402
 
 
 def median_time(fn, repeats):
-    fn()  # warm-up
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+    return median_seconds(fn, repeats, warmup=True)
 
 
 def run(quick: bool = False, repeats: int | None = None, taef2: str | None = None) -> dict:
@@ -65,7 +60,7 @@ def run(quick: bool = False, repeats: int | None = None, taef2: str | None = Non
                 "vae_lab CPU (s)": round(median_time(lambda: ours(a, b, device="cpu"), repeats), 4),
                 "skimage (s)": round(median_time(theirs, repeats), 4),
                 "vae_lab CUDA (s)": gpu,
-                "|Δ| vs skimage": f"{abs(ours(a, b, device='cpu') - theirs()):.1e}",
+                "max abs diff vs skimage": f"{abs(ours(a, b, device='cpu') - theirs()):.1e}",
             })
     notes = [f"medians of {repeats}; noisy astronaut vs the original"]
     dec = os.path.join(taef2, "taef2_decoder.pth")

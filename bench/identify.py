@@ -22,11 +22,9 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,14 +32,7 @@ for p in (ROOT, ROOT / "tests"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-
-def _median(fn, n):
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from _timing import median_seconds  # noqa: E402
 
 
 def _peak_rss_of_inspect(path: Path, cache: Path) -> float:
@@ -82,21 +73,21 @@ def measure(n: int) -> dict:
             rows.append({"what": what, "ours_s": round(ours, 3), "baseline": base_name,
                          "baseline_s": None if base is None else round(base, 3)})
 
-        row("read .safetensors (validated)", _median(lambda: load_vae_file(st), n),
-            _median(lambda: load_file(str(st)), n), "safetensors load_file")
-        row("read .ckpt (validated)", _median(lambda: load_vae_file(ck), n),
-            _median(lambda: torch.load(ck, map_location="cpu", weights_only=True), n), "torch.load weights_only")
+        row("read .safetensors (validated)", median_seconds(lambda: load_vae_file(st), n),
+            median_seconds(lambda: load_file(str(st)), n), "safetensors load_file")
+        row("read .ckpt (validated)", median_seconds(lambda: load_vae_file(ck), n),
+            median_seconds(lambda: torch.load(ck, map_location="cpu", weights_only=True), n), "torch.load weights_only")
         sha_tool = shutil.which("sha256sum")
-        row("file sha256 (334.6 MB)", _median(lambda: sha256_file(str(st)), n),
-            _median(lambda: subprocess.run([sha_tool, str(st)], capture_output=True, check=True), n) if sha_tool else None,
+        row("file sha256 (334.6 MB)", median_seconds(lambda: sha256_file(str(st)), n),
+            median_seconds(lambda: subprocess.run([sha_tool, str(st)], capture_output=True, check=True), n) if sha_tool else None,
             "sha256sum")
         vae = load_vae_file(st)
-        row("weights id (fp16 cast + sha256)", _median(lambda: weights_id(vae.state_dict), n))
+        row("weights id (fp16 cast + sha256)", median_seconds(lambda: weights_id(vae.state_dict), n))
         del vae
-        row("inspect, cold (no cache)", _median(lambda: inspect(st, cache=None), n))
+        row("inspect, cold (no cache)", median_seconds(lambda: inspect(st, cache=None), n))
         cache = HashCache(str(tmp / "cache"))
         inspect(st, cache=cache)
-        row("inspect, warm (hash cache hit)", _median(lambda: inspect(st, cache=cache), n))
+        row("inspect, warm (hash cache hit)", median_seconds(lambda: inspect(st, cache=cache), n))
 
         def conv(half):
             dst = tmp / f"out-{half}.safetensors"
@@ -104,8 +95,8 @@ def measure(n: int) -> dict:
                 dst.unlink()
             convert(ck, dst, half=half, cache=None)
 
-        row("convert .ckpt -> .safetensors fp32", _median(lambda: conv(False), n))
-        row("convert .ckpt -> .safetensors --half", _median(lambda: conv(True), n))
+        row("convert .ckpt -> .safetensors fp32", median_seconds(lambda: conv(False), n))
+        row("convert .ckpt -> .safetensors --half", median_seconds(lambda: conv(True), n))
         rss = _peak_rss_of_inspect(st, tmp / "cache2")
         result = {
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",

@@ -25,13 +25,14 @@ import json
 import math
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _timing import median_seconds  # noqa: E402
 
 
 def _build_module(shapes: dict, device):
@@ -78,14 +79,7 @@ def _drop_page_cache(path: str) -> bool:
 
 
 def _median_ms(fn, repeats: int, before=None) -> float:
-    times = []
-    for _ in range(repeats):
-        if before is not None:
-            before()
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+    return median_seconds(fn, repeats, before=before) * 1000
 
 
 def run(quick: bool = False) -> dict:
