@@ -1,4 +1,4 @@
-"""Benchmark: PSNR/SSIM in torch (vae_lab.metrics) vs scikit-image, and the comparison's overhead.
+"""Benchmark: PSNR/SSIM in torch (vae_lab.compare.metrics) vs scikit-image, and the comparison's overhead.
 
     python bench/bench_metrics.py [--repeats 3] [--taef2 DIR]
 
@@ -32,7 +32,7 @@ def run(quick: bool = False, repeats: int | None = None, taef2: str | None = Non
     from skimage import data
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    from vae_lab import metrics
+    from vae_lab.compare import metrics
 
     repeats = repeats or (1 if quick else 3)
     taef2 = taef2 or os.environ.get("VAE_LAB_SHARED_MODELS", "/work/shared/models")
@@ -65,7 +65,7 @@ def run(quick: bool = False, repeats: int | None = None, taef2: str | None = Non
     notes = [f"medians of {repeats}; noisy astronaut vs the original"]
     dec = os.path.join(taef2, "taef2_decoder.pth")
     if os.path.exists(dec):
-        from vae_lab.compare import CompareRequest, VaeCache, run_compare
+        from vae_lab.compare.runner import CompareRequest, VaeCache, run_compare
 
         cache = VaeCache()
         req = CompareRequest(image=base, vae_paths=[dec], diff_pair=(0, 1))

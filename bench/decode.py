@@ -6,7 +6,7 @@ configuration; speed does not depend on the values). Latents are smooth random f
 median of its repeats, ours and diffusers interleaved, both under `torch.inference_mode()`.
 Ours runs through the public engine (`Vae.decode`: scaling, NaN check, clamp included).
 On CUDA, fp16 is measured as well. Peak memory: CUDA `max_memory_allocated`; CPU the
-RSS sampler of `vae_lab.memory` (peak minus the RSS before the call).
+RSS sampler of `vae_lab.runtime.memory` (peak minus the RSS before the call).
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def run(quick: bool) -> dict:
 
     from diffusers_ref import diffusers_vae
     from factories import random_kl_state_dict
-    from vae_lab.arch import SD_KL
-    from vae_lab.engine import Vae
+    from vae_lab.models.arch import SD_KL
+    from vae_lab.runtime.engine import Vae
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sd = random_kl_state_dict(SD_KL, seed=0)

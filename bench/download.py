@@ -67,8 +67,8 @@ def _serve(path: str) -> None:
 def run(quick: bool = False) -> dict:
     import requests  # noqa: F401  (imported here so no variant pays for it)
 
-    from vae_lab.download import download
-    from vae_lab.tokens import TokenPolicy
+    from vae_lab.download.transfer import download
+    from vae_lab.download.tokens import TokenPolicy
 
     size = (64 if quick else 300) * 1_000_000
     reps = 1 if quick else 3

@@ -38,7 +38,7 @@ from _timing import median_seconds  # noqa: E402
 def _peak_rss_of_inspect(path: Path, cache: Path) -> float:
     code = (
         "import resource, sys; sys.path.insert(0, %r)\n"
-        "from vae_lab.identify import inspect\n"
+        "from vae_lab.identity.identify import inspect\n"
         "inspect(%r, cache=None)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     ) % (str(ROOT), str(path))
@@ -52,10 +52,10 @@ def measure(n: int) -> dict:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from vae_lab.arch import SD_KL
-    from vae_lab.convert import convert
-    from vae_lab.identify import HashCache, inspect, sha256_file, weights_id
-    from vae_lab.loading import load_vae_file
+    from vae_lab.models.arch import SD_KL
+    from vae_lab.files.convert import convert
+    from vae_lab.identity.identify import HashCache, inspect, sha256_file, weights_id
+    from vae_lab.files.loading import load_vae_file
     from factories import random_kl_state_dict
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))

@@ -1,12 +1,12 @@
 """Benchmark: a cached VAE swap vs the WebUI's reload from disk vs a plain copy (the floor).
 
-An SD-size kl-f8 VAE (`vae_lab.arch.SD_KL`, 83.65 M parameters, 334.6 MB in fp32) with
+An SD-size kl-f8 VAE (`vae_lab.models.arch.SD_KL`, 83.65 M parameters, 334.6 MB in fp32) with
 random weights is built as a module with the real LDM tensor names; a second random state
 dict is written to a temporary safetensors file. Three ways to put that file's weights
 into the live module are timed (median of repeats):
 
 * floor: `copy_` of every tensor from a state dict already in RAM, nothing else;
-* cached swap: `vae_lab.swap.copy_into` fed by a `RamCache` hit (validation + copy);
+* cached swap: `vae_lab.runtime.swap.copy_into` fed by a `RamCache` hit (validation + copy);
 * WebUI reload: what `sd_vae.reload_vae_weights` does per swap — read the file into a
   state dict (`safetensors.torch.load_file`), drop `loss*`/EMA keys, strict
   `load_state_dict`, cast to the VAE dtype, and move the model to the CPU and back. On a
@@ -86,9 +86,9 @@ def run(quick: bool = False) -> dict:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from vae_lab import swap
-    from vae_lab.arch import SD_KL, kl_expected_shapes
-    from vae_lab.ramcache import RamCache, materialize, state_dict_bytes
+    from vae_lab.runtime import swap
+    from vae_lab.models.arch import SD_KL, kl_expected_shapes
+    from vae_lab.runtime.ramcache import RamCache, materialize, state_dict_bytes
 
     repeats = 3 if quick else 7
     device = torch.device("cpu")
@@ -142,7 +142,7 @@ def run(quick: bool = False) -> dict:
         "device": str(device),
         "date": time.strftime("%Y-%m-%d"),
         "repeats": repeats,
-        "vae": "SD kl-f8 (vae_lab.arch.SD_KL), fp32, random weights",
+        "vae": "SD kl-f8 (vae_lab.models.arch.SD_KL), fp32, random weights",
         "bytes": nbytes,
         "floor_copy_ms": round(floor_ms, 1),
         "cached_swap_ms": round(cached_ms, 1),

@@ -30,7 +30,8 @@ def run(quick: bool = False) -> dict:
     from PIL import Image
     from skimage import data
 
-    from vae_lab import compare, ui
+    from vae_lab.compare import runner as compare
+    from vae_lab.ui import tab as ui
 
     size = 256 if quick else 512
     repeats = 1 if quick else 3

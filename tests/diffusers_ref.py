@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from vae_lab.arch import KLArch
+from vae_lab.models.arch import KLArch
 
 
 def diffusers_config(arch: KLArch) -> dict:

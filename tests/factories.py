@@ -1,6 +1,6 @@
 """Random-weight VAEs for tests, in the real key layouts.
 
-kl-f8 VAEs are too large to ship, so tests build them from `vae_lab.arch` shapes with
+kl-f8 VAEs are too large to ship, so tests build them from `vae_lab.models.arch` shapes with
 seeded random weights (small configs for speed; `SD_KL` is the real SD size).
 """
 
@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from vae_lab.arch import KLArch, kl_expected_shapes
+from vae_lab.models.arch import KLArch, kl_expected_shapes
 
 # An f8 model (three downsamples) small enough for CPU tests: ~1.7 M parameters.
 TINY_KL = KLArch(ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, z_channels=4)

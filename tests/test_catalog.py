@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from vae_lab import catalog
-from vae_lab.catalog import CatalogError
+from vae_lab.identity import catalog
+from vae_lab.identity.catalog import CatalogError
 
 
 def _raw():
@@ -57,7 +57,7 @@ def test_facts_are_carried_exactly():
 
 
 def test_scaling_agrees_with_the_families():
-    from vae_lab.families import latent_scaling
+    from vae_lab.identity.families import latent_scaling
 
     for e in catalog.entries(offered_only=False):
         assert (e.scaling_factor, e.shift_factor) == latent_scaling(e.kind, e.family, e.latent_channels), e.id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from vae_lab import cli
+from vae_lab.cli import main as cli
 
 
 def test_every_command_module_is_registered_and_has_help(capsys):

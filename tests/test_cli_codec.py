@@ -11,8 +11,8 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from factories import TINY_KL, random_kl_state_dict
-from vae_lab.cli import main
-from vae_lab.latents import TENSOR_NAME, BadLatentFile, load_latents, save_latents
+from vae_lab.cli.main import main
+from vae_lab.files.latents import TENSOR_NAME, BadLatentFile, load_latents, save_latents
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from factories import TINY_KL, random_kl_state_dict
-from vae_lab.cli import main
+from vae_lab.cli.main import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

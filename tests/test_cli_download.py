@@ -9,9 +9,9 @@ import os
 import pytest
 
 from httpserver import FileServer
-from vae_lab import catalog
-from vae_lab.catalog import CatalogEntry
-from vae_lab.cli import main
+from vae_lab.identity import catalog
+from vae_lab.identity.catalog import CatalogEntry
+from vae_lab.cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_http_failure_exits_2(tmp_path, capsys):
 
 
 def test_catalog_listing_hashes_each_file_once(tmp_path, capsys, blob, monkeypatch):
-    from vae_lab import identify
+    from vae_lab.identity import identify
 
     (tmp_path / "a.safetensors").write_bytes(blob)
     (tmp_path / "sub").mkdir()
@@ -141,7 +141,7 @@ def test_catalog_listing_hashes_each_file_once(tmp_path, capsys, blob, monkeypat
 
 def test_listing_keeps_what_identify_cached(tmp_path, capsys, blob):
     """The catalog shares identify's cache file; it must not write back a stale copy of it."""
-    from vae_lab import identify
+    from vae_lab.identity import identify
 
     (tmp_path / "a.safetensors").write_bytes(blob)
     catalog.presence(tmp_path)
@@ -153,7 +153,7 @@ def test_listing_keeps_what_identify_cached(tmp_path, capsys, blob):
 
 
 def test_an_unreadable_file_does_not_break_the_listing(tmp_path, capsys, blob, monkeypatch):
-    from vae_lab import identify
+    from vae_lab.identity import identify
     from vae_lab.errors import BadVaeFile
 
     (tmp_path / "a.safetensors").write_bytes(blob)
@@ -180,8 +180,8 @@ def test_default_folder_comes_from_the_environment(tmp_path, capsys, monkeypatch
 
 
 def test_catalog_mirrors_are_tried_in_order(tmp_path, blob, with_entries):
-    from vae_lab.download import download
-    from vae_lab.tokens import TokenPolicy
+    from vae_lab.download.transfer import download
+    from vae_lab.download.tokens import TokenPolicy
 
     with FileServer() as srv:
         srv.add_file("/mirror/e.safetensors", blob)

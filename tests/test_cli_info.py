@@ -12,7 +12,7 @@ from conftest import ROOT
 from factories import TINY_KL, random_kl_state_dict
 from vae_files import write
 
-from vae_lab.cli import main
+from vae_lab.cli.main import main
 
 REQUIRED = {
     "path", "format", "layout", "kind", "latent_channels", "family", "has_encoder", "has_decoder",

@@ -17,8 +17,8 @@ from safetensors.torch import save_file
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from factories import TINY_KL, random_kl_state_dict
-from vae_lab import compare
-from vae_lab.compare import CompareRequest, VaeCache, run_compare
+from vae_lab.compare import runner as compare
+from vae_lab.compare.runner import CompareRequest, VaeCache, run_compare
 from vae_lab.errors import IncompatibleVae, VaeLabError
 
 
@@ -152,7 +152,7 @@ def test_latent_mode_without_reference_has_no_metrics(kl_files, cache):
 
 
 def test_known_different_family_is_refused(kl_files):
-    from vae_lab.engine import Vae
+    from vae_lab.runtime.engine import Vae
 
     sd1 = Vae.from_state_dict(random_kl_state_dict(TINY_KL, seed=1), arch=TINY_KL, family="sd1", name="sd1-vae", device="cpu")
     sdxl = Vae.from_state_dict(random_kl_state_dict(TINY_KL, seed=2), arch=TINY_KL, family="sdxl", name="sdxl-vae", device="cpu")
@@ -169,7 +169,7 @@ def test_known_different_family_is_refused(kl_files):
 
 
 def test_request_from_the_last_generation(kl_files):
-    from vae_lab import last_latents
+    from vae_lab.runtime import last_latents
 
     last_latents.clear()
     with pytest.raises(VaeLabError, match="generate an image first"):
@@ -250,7 +250,7 @@ def test_tables_grid_and_difference_map(photo, kl_files, cache):
 def test_cache_reuses_and_reloads(kl_files, tmp_path):
     calls = []
     cache = VaeCache(maxsize=2)
-    import vae_lab.engine as engine
+    import vae_lab.runtime.engine as engine
 
     real = engine.load_vae
 
@@ -278,7 +278,7 @@ def test_cache_reuses_and_reloads(kl_files, tmp_path):
 def test_lpips_column_with_local_weights(photo, kl_files, cache, tmp_path, monkeypatch):
     from test_metrics import _alexnet_like
 
-    from vae_lab import metrics
+    from vae_lab.compare import metrics
 
     backbone, lin = _alexnet_like(seed=4)
     torch.save(backbone, tmp_path / "alexnet-owt-7be5be79.pth")

@@ -11,11 +11,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from vae_files import assert_same_tensors, write, write_diffusers_folder
 
-from vae_lab.arch import kl_expected_shapes
-from vae_lab.convert import ConvertError, _place, convert
+from vae_lab.models.arch import kl_expected_shapes
+from vae_lab.files.convert import ConvertError, _place, convert
 from vae_lab.errors import BadVaeFile, UnsafeFile
-from vae_lab.identify import inspect, weights_id
-from vae_lab.loading import load_vae_file
+from vae_lab.identity.identify import inspect, weights_id
+from vae_lab.files.loading import load_vae_file
 
 
 @pytest.fixture(autouse=True)

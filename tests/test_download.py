@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from httpserver import FileServer
-from vae_lab.download import (
+from vae_lab.download.transfer import (
     DownloadCancelled,
     DownloadError,
     DownloadInterrupted,
@@ -28,7 +28,7 @@ from vae_lab.download import (
     filename_from_content_disposition,
     partial_paths,
 )
-from vae_lab.tokens import TokenPolicy
+from vae_lab.download.tokens import TokenPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "tiny-vae.safetensors"
@@ -354,7 +354,7 @@ def test_a_file_larger_than_expected_is_refused(server, tmp_path, vae_bytes):
 
 
 def test_a_stream_of_unannounced_size_is_cut_off_at_the_limit(server, tmp_path, vae_bytes, monkeypatch):
-    import vae_lab.download as dl
+    import vae_lab.download.transfer as dl
 
     server.script("/" + NAME, {"body": vae_bytes, "content_type": "application/octet-stream", "no_length": True})
     monkeypatch.setattr(dl, "MAX_UNKNOWN_SIZE", 1_000_000)
@@ -544,7 +544,7 @@ def test_a_file_changed_on_the_server_is_not_spliced(server, tmp_path, vae_bytes
     server.add_file("/" + NAME, new, etag='"v2"')
     part, meta, _ = partial_paths(tmp_path, NAME)
     part.write_bytes(vae_bytes[: len(vae_bytes) // 2])  # half of the old version
-    from vae_lab.download import _url_key
+    from vae_lab.download.transfer import _url_key
 
     meta.write_text(_json.dumps({"source": _url_key(server.url("/" + NAME)), "validator": '"v1"',
                                  "total": len(vae_bytes)}))
@@ -555,7 +555,7 @@ def test_a_file_changed_on_the_server_is_not_spliced(server, tmp_path, vae_bytes
 
 
 def test_download_job_reports_progress_and_can_be_cancelled(server, tmp_path, vae_bytes):
-    from vae_lab.download import DownloadJob
+    from vae_lab.download.transfer import DownloadJob
 
     server.add_file("/" + NAME, vae_bytes)
     job = DownloadJob(server.url("/" + NAME), tmp_path, sha256=sha(vae_bytes), tokens=NO_TOKENS,
@@ -580,7 +580,7 @@ def test_download_job_reports_progress_and_can_be_cancelled(server, tmp_path, va
 
 
 def test_downloaded_file_is_identified_without_hashing_it_again(server, tmp_path, vae_bytes, monkeypatch):
-    from vae_lab import identify
+    from vae_lab.identity import identify
 
     server.add_file("/" + NAME, vae_bytes)
 
@@ -607,7 +607,7 @@ def test_a_file_that_is_not_a_vae_is_removed(server, tmp_path):
 
 
 def test_settings_tokens_as_a_mapping_or_callable(server, tmp_path, vae_bytes, monkeypatch):
-    from vae_lab.download import _policy
+    from vae_lab.download.transfer import _policy
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
@@ -636,7 +636,7 @@ def test_partial_metadata_never_stores_the_url(server, tmp_path, vae_bytes):
 
 
 def test_a_file_system_error_is_one_clear_line(tmp_path, server, vae_bytes, capsys):
-    from vae_lab.cli import main
+    from vae_lab.cli.main import main
 
     server.add_file("/" + NAME, vae_bytes)
     part, _, lock = partial_paths(tmp_path, NAME)

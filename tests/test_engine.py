@@ -9,8 +9,8 @@ import torch
 
 from diffusers_ref import diffusers_vae
 from factories import TINY_KL, TINY_KL16, random_kl_state_dict
-from vae_lab import precision as prec
-from vae_lab.engine import Vae
+from vae_lab.runtime import precision as prec
+from vae_lab.runtime.engine import Vae
 from vae_lab.errors import IncompatibleVae, VaeLabError
 
 

@@ -10,8 +10,8 @@ from PIL import Image
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from vae_lab.cli import main
-from vae_lab.evaluate import evaluate, list_images, prepare_image
+from vae_lab.cli.main import main
+from vae_lab.compare.evaluate import evaluate, list_images, prepare_image
 
 SIZE = 64
 
@@ -37,8 +37,8 @@ def test_prepare_is_center_crop_then_bicubic_resize(photo_dir):
 
 
 def test_eval_mean_std_equal_per_image_skimage(taef2_pair, photo_dir, capsys):
-    from vae_lab.engine import load_vae
-    from vae_lab.imaging import array_to_tensor, tensor_to_array
+    from vae_lab.runtime.engine import load_vae
+    from vae_lab.files.imaging import array_to_tensor, tensor_to_array
 
     dec, _ = taef2_pair
     rc = main(["eval", "--images", str(photo_dir), "--vae", str(dec), "--size", str(SIZE), "--json"])

@@ -12,8 +12,8 @@ import torch
 from factories import TINY_KL, TINY_KL16, random_kl_state_dict
 from vae_files import ldm_to_diffusers, unet_keys, write, write_diffusers_folder
 
-from vae_lab import catalog, identify
-from vae_lab.identify import HashCache, inspect, weights_id
+from vae_lab.identity import catalog, identify
+from vae_lab.identity.identify import HashCache, inspect, weights_id
 
 
 @pytest.fixture(autouse=True)
@@ -148,7 +148,7 @@ def test_known_file_hash_names_the_vae_and_its_family(tmp_path, monkeypatch, ent
 
 
 def test_converted_copy_keeps_its_identity_until_its_weights_change(tmp_path, monkeypatch, sd):
-    from vae_lab.convert import convert
+    from vae_lab.files.convert import convert
 
     entry = catalog.find("sdxl-vae")
     src = write(sd, tmp_path / "sdxl_vae.ckpt")
@@ -186,7 +186,7 @@ def test_tae_half_alone_is_still_flux2_by_shape(tmp_path, taef2_pair):
 
 
 def test_catalog_missing_means_nothing_is_known(tmp_path, monkeypatch, sd):
-    monkeypatch.setitem(sys.modules, "vae_lab.catalog", None)  # import now raises ImportError
+    monkeypatch.setitem(sys.modules, "vae_lab.identity.catalog", None)  # import now raises ImportError
     info = inspect(write(sd, tmp_path / "v.safetensors"), cache=None)
     assert info.known is None and info.family == "unknown"
 

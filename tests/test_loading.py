@@ -11,9 +11,9 @@ import torch
 from factories import TINY_KL, TINY_KL16, random_kl_state_dict
 from vae_files import assert_same_tensors, ldm_to_diffusers, unet_keys, write, write_diffusers_folder
 
-from vae_lab.arch import KLArch, TAEArch, kl_expected_shapes, tae_expected_shapes
+from vae_lab.models.arch import KLArch, TAEArch, kl_expected_shapes, tae_expected_shapes
 from vae_lab.errors import BadVaeFile, UnsafeFile
-from vae_lab.loading import load_vae_file
+from vae_lab.files.loading import load_vae_file
 
 
 @pytest.fixture(scope="module")
@@ -402,7 +402,7 @@ def test_refusals_change_nothing_on_disk(tmp_path, sd):
 
 def test_full_size_sd_shapes_validate(tmp_path):
     """The real SD kl-f8 configuration (248 tensors) is read back from shapes alone."""
-    from vae_lab.arch import SD_KL
+    from vae_lab.models.arch import SD_KL
 
     shapes = kl_expected_shapes(SD_KL)
     assert len(shapes) == 248
@@ -453,7 +453,7 @@ def test_lightning_checkpoint_with_callbacks_and_numpy_loads_without_running_any
 
 
 def _taesd_like(latent_channels, downscale):
-    """A random TAE with madebyollin's exact module structure, built independently of vae_lab.arch."""
+    """A random TAE with madebyollin's exact module structure, built independently of vae_lab.models.arch."""
     import torch.nn as nn
 
     def conv(a, b, **kw):
@@ -515,7 +515,7 @@ def test_older_torch_without_safe_globals_is_stricter_but_still_safe(tmp_path, s
 
 
 def test_unreadable_file_is_one_line(tmp_path, sd, monkeypatch):
-    from vae_lab import readers
+    from vae_lab.files import readers
 
     def denied(path):
         raise PermissionError(13, "Permission denied", path)

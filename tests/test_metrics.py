@@ -12,7 +12,7 @@ from PIL import Image
 from skimage import data, filters
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from vae_lab import metrics
+from vae_lab.compare import metrics
 
 
 def _sk_ssim(a, b, data_range=255):

@@ -7,7 +7,7 @@ import torch
 
 from diffusers_ref import diffusers_vae
 from factories import TINY_KL, TINY_KL16, random_kl_state_dict
-from vae_lab.arch import KLArch
+from vae_lab.models.arch import KLArch
 from vae_lab.errors import BadVaeFile
 from vae_lab.models import build_model
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from vae_lab.ramcache import RamCache, state_dict_bytes
+from vae_lab.runtime.ramcache import RamCache, state_dict_bytes
 
 MB = 1024 * 1024
 
@@ -99,7 +99,7 @@ def test_missing_file_raises_and_caches_nothing(tmp_path):
 
 
 def test_materialize_owns_its_memory(files):
-    from vae_lab.ramcache import materialize
+    from vae_lab.runtime.ramcache import materialize
 
     mapped = load_file(str(files[0]))
     owned = materialize(mapped)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from factories import TINY_KL, TINY_KL16, random_kl_state_dict
-from vae_lab.arch import KLArch
+from vae_lab.models.arch import KLArch
 from vae_lab.errors import IncompatibleVae
-from vae_lab import swap
+from vae_lab.runtime import swap
 
 
 class FakeVae(torch.nn.Module):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vae_lab.engine import load_vae
+from vae_lab.runtime.engine import load_vae
 from vae_lab.errors import BadVaeFile, IncompatibleVae
-from vae_lab.imaging import array_to_tensor
+from vae_lab.files.imaging import array_to_tensor
 from vae_lab.models.tae import TAE
 
 

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from factories import TINY_KL, random_kl_state_dict
-from vae_lab import tiling
-from vae_lab.engine import Vae, load_vae
-from vae_lab.imaging import array_to_tensor
+from vae_lab.runtime import tiling
+from vae_lab.runtime.engine import Vae, load_vae
+from vae_lab.files.imaging import array_to_tensor
 
 
 def psnr(a, b) -> float:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from vae_folder import BROKEN, KL_NAMES, make_vae_folder
-from vae_lab import gradio_compat as compat
-from vae_lab import ui
+from vae_lab.ui import gradio_compat as compat
+from vae_lab.ui import tab as ui
 from vae_lab.errors import VaeLabError
 
 
@@ -91,7 +91,7 @@ def test_incompatible_vaes_are_marked_with_the_reason():
 def test_last_latents_mode_marks_vaes_for_those_latents(vae_dir):
     import torch
 
-    from vae_lab.last_latents import LastLatents
+    from vae_lab.runtime.last_latents import LastLatents
 
     last = LastLatents(torch.zeros(1, 32, 8, 8), "flux2")
     ctx = ui.UiContext(vae_dirs=[str(vae_dir)], last_latents=lambda: last,
@@ -151,7 +151,7 @@ def test_extra_hook_gets_the_components_and_adds_controls(context):
 
 
 def test_app_injects_css_and_the_script_on_load(context):
-    from vae_lab.app import build_app, page_assets
+    from vae_lab.ui.app import build_app, page_assets
 
     css, js = page_assets()
     demo = build_app(context)
@@ -167,7 +167,7 @@ def test_app_injects_css_and_the_script_on_load(context):
 
 
 def test_serve_refuses_a_missing_folder_and_a_busy_port(tmp_path, capsys):
-    from vae_lab.cli import main
+    from vae_lab.cli.main import main
 
     assert main(["serve", "--vae-dir", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip()
@@ -283,8 +283,8 @@ def test_pair_view_is_a_slider_and_the_amplified_difference(roundtrip, small_pho
 
 
 def test_latent_file_mode_refuses_other_families_and_uses_a_reference(context, vae_dir, small_photo, tmp_path):
-    from vae_lab.engine import load_vae
-    from vae_lab.imaging import array_to_tensor
+    from vae_lab.runtime.engine import load_vae
+    from vae_lab.files.imaging import array_to_tensor
     import torch
 
     tae = load_vae(str(vae_dir / "taef2_decoder.pth"))
@@ -423,7 +423,7 @@ def test_a_bad_latent_file_is_a_note_not_a_crash(context, tmp_path):
 def test_safetensors_latent_file_written_by_encode_is_accepted(context, tmp_path):
     import torch
 
-    from vae_lab.latents import save_latents
+    from vae_lab.files.latents import save_latents
 
     f = save_latents(tmp_path / "x.safetensors", torch.zeros(1, 32, 8, 8), family="flux2")
     note = ui.TabLogic(context).on_source(ui.SOURCE_FILE, f, [])[2]["value"]
@@ -436,7 +436,7 @@ def test_get_vaes_sends_the_hosts_tokens_only_where_they_belong(tmp_path):
 
     from factories import TINY_KL, random_kl_state_dict
     from httpserver import FileServer
-    from vae_lab.tokens import TokenPolicy
+    from vae_lab.download.tokens import TokenPolicy
 
     folder = tmp_path / "VAE"
     folder.mkdir()

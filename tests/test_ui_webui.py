@@ -21,7 +21,7 @@ def test_tab_is_built_in_the_webui_with_the_adapters_controls(lab):
 
 def test_last_generation_is_decoded_again_with_other_vaes(lab):
     import vae_lab.webui as w
-    from vae_lab import ui
+    from vae_lab.ui import tab as ui
 
     res = run_p(make_p(lab, False, AS_IN_SETTINGS, [], seed=3))
     assert res.images

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from vae_lab import compatibility as compat
+from vae_lab.identity import compatibility as compat
 from vae_lab.errors import IncompatibleVae
-from vae_lab.preferences import Preferences, PreferencesError
+from vae_lab.state.preferences import Preferences, PreferencesError
 
 
 def test_preferences_roundtrip_and_removal(tmp_path):

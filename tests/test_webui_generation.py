@@ -208,7 +208,7 @@ def test_api_alwayson_scripts(lab):
 def test_also_decode_with_samples_once(lab, monkeypatch):
     from modules import processing, sd_vae
 
-    from vae_lab import last_latents
+    from vae_lab.runtime import last_latents
 
     original = processing.StableDiffusionProcessingTxt2Img.sample
     calls = []
@@ -263,7 +263,7 @@ def test_also_decode_with_hires_fix_is_skipped_with_a_note(lab):
 
 
 def test_second_swap_reads_no_disk_and_cache_stays_within_budget(lab, monkeypatch):
-    import vae_lab.loading as loading
+    import vae_lab.files.loading as loading
     import vae_lab.webui as w
 
     reads = []

@@ -1,6 +1,6 @@
 """Writing test VAEs in every on-disk form the loader must read.
 
-The LDM → diffusers mapping here is written independently of `vae_lab.layout` (forward,
+The LDM → diffusers mapping here is written independently of `vae_lab.files.layout` (forward,
 not inverse, and from the diffusers side), so a mistake in one is not hidden by the same
 mistake in the other; the real `diffusers.AutoencoderKL` naming is covered separately.
 """

@@ -48,7 +48,7 @@ def _save_vae(path: Path, sd: dict, *, known_as: str | None = None) -> None:
 
     meta = None
     if known_as:
-        from vae_lab.identify import weights_id
+        from vae_lab.identity.identify import weights_id
 
         meta = {"vae_lab.source_sha256": known_as, "vae_lab.weights_id": weights_id(sd)}
     save_file(sd, str(path), metadata=meta)

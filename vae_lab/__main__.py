@@ -2,6 +2,6 @@
 
 import sys
 
-from vae_lab.cli import main
+from vae_lab.cli.main import main
 
 sys.exit(main())

@@ -7,11 +7,11 @@ It wires VAE Lab into AUTOMATIC1111's WebUI 1.10:
   one generation and restored afterwards, and "also decode with": the sampler runs once
   and every sample is decoded again by each extra VAE.
 * A preferred VAE per checkpoint, applied when that checkpoint loads (`on_model_loaded`).
-* The comparison tab (`vae_lab.ui.build_tab`, registered through `on_ui_tabs`).
+* The comparison tab (`vae_lab.ui.tab.build_tab`, registered through `on_ui_tabs`).
 
 Swaps never go through `sd_vae.reload_vae_weights` (which moves the whole model to the
-CPU and back): state dicts come from `vae_lab.ramcache` and are copied into the live
-`first_stage_model` by `vae_lab.swap`, after a family check (`vae_lab.compatibility`).
+CPU and back): state dicts come from `vae_lab.runtime.ramcache` and are copied into the live
+`first_stage_model` by `vae_lab.runtime.swap`, after a family check (`vae_lab.identity.compatibility`).
 The WebUI's bookkeeping (`sd_vae.loaded_vae_file`, `sd_vae.base_vae`,
 `model.loaded_vae_file`, `model.base_vae`) is kept exactly as its own `load_vae` would
 leave it, so its later reloads (a Settings change, a checkpoint switch) behave.
@@ -30,10 +30,11 @@ import gradio as gr
 
 from modules import devices, processing, scripts, sd_models, sd_vae, shared
 
-from vae_lab import compatibility, last_latents
+from vae_lab.identity import compatibility
+from vae_lab.runtime import last_latents
 from vae_lab.errors import IncompatibleVae, VaeLabError
-from vae_lab.preferences import Preferences
-from vae_lab.ramcache import RamCache, file_key, materialize
+from vae_lab.state.preferences import Preferences
+from vae_lab.runtime.ramcache import RamCache, file_key, materialize
 
 TITLE = "VAE Lab"
 SECTION = ("vae_lab", "VAE Lab", "sd")
@@ -195,8 +196,8 @@ def vae_hash(vae_file: str | None) -> str | None:
 
 def _read_state_dict(path: str) -> dict:
     """Read `path` once: identify it (family, hash) and return its weights in owned memory."""
-    from vae_lab.identify import identify
-    from vae_lab.loading import load_vae_file
+    from vae_lab.identity.identify import identify
+    from vae_lab.files.loading import load_vae_file
 
     vf = load_vae_file(path)
     _info_cache[file_key(path)] = identify(vf)
@@ -214,7 +215,7 @@ def _vae_info(path: str):
         except IncompatibleVae:
             pass  # a TAE: identified, not cached
         if key not in _info_cache:  # cached weights of an older identity run: identify only
-            from vae_lab.identify import inspect
+            from vae_lab.identity.identify import inspect
 
             _info_cache[key] = inspect(path)
     return _info_cache[key]
@@ -278,7 +279,7 @@ def swap_vae(model, vae_file: str | None, *, source: str, check: bool = True) ->
     Validates first (family, then every tensor's name and shape); on any error raises
     `VaeLabError` and the model keeps its VAE. Returns False when it was already in use.
     """
-    from vae_lab import swap
+    from vae_lab.runtime import swap
 
     with _lock:
         current = sd_vae.loaded_vae_file
@@ -763,7 +764,7 @@ def on_ui_settings() -> None:
 
 
 def tokens() -> dict[str, str]:
-    """Download tokens from Settings, keyed like `vae_lab.tokens` ("hf", "civitai").
+    """Download tokens from Settings, keyed like `vae_lab.download.tokens` ("hf", "civitai").
 
     Never logged, never in infotext; empty ones fall back to HF_TOKEN / CIVITAI_API_TOKEN
     in the downloader.
@@ -898,7 +899,7 @@ def _last_latents_for_tab():
 def ui_context():
     from modules import call_queue
 
-    from vae_lab import ui
+    from vae_lab.ui import tab as ui
 
     return ui.UiContext(
         vae_dirs=vae_dirs(),
@@ -923,7 +924,7 @@ def _settings_vae_lists() -> list:
 
 
 def on_ui_tabs():
-    from vae_lab import ui
+    from vae_lab.ui import tab as ui
 
     return [(ui.build_tab(ui_context()), TITLE, "vae_lab")]
 

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from vae_lab.arch import KLArch
+from vae_lab.models.arch import KLArch
 
 # tiny kl-f8 configs, the same as tests.factories (kept here so the stand-in has no test imports)
 TINY_KL = KLArch(ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, z_channels=4)

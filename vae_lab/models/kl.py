@@ -19,8 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vae_lab.arch import KLArch
-from vae_lab.tiling import SyncGroupNorm
+from vae_lab.models.arch import KLArch
+from vae_lab.runtime.tiling import SyncGroupNorm
 
 
 def Normalize(channels: int) -> nn.GroupNorm:

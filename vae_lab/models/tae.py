@@ -1,7 +1,7 @@
 """madebyollin's Tiny AutoEncoders (TAESD, TAESDXL, TAESD3, TAEF1, TAEF2, TAESANA).
 
 A small conv-only encoder/decoder distilled from a full VAE. The architecture is a
-`vae_lab.arch.TAEArch` (latent channels, 8x or 32x, which Blocks carry FLUX.2's `pool`
+`vae_lab.models.arch.TAEArch` (latent channels, 8x or 32x, which Blocks carry FLUX.2's `pool`
 branch); the layers come from its plans `tae_encoder_plan` / `tae_decoder_plan`, whose
 indices follow madebyollin/taesd `taesd.py`, so the `.pth` state dicts (bare
 `nn.Sequential` dicts) load directly and strictly.
@@ -17,9 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from vae_lab.arch import TAEArch, infer_tae_arch, tae_decoder_plan, tae_encoder_plan
+from vae_lab.models.arch import TAEArch, infer_tae_arch, tae_decoder_plan, tae_encoder_plan
 from vae_lab.errors import BadVaeFile
-from vae_lab.tiling import SyncGroupNorm
+from vae_lab.runtime.tiling import SyncGroupNorm
 
 
 def conv(n_in: int, n_out: int, **kwargs) -> nn.Conv2d:

@@ -1,0 +1,1 @@
+"""Getting VAE files: resumable verified transfers, partial files and locks, payload checks, per-host tokens."""

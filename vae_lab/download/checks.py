@@ -1,0 +1,125 @@
+"""What a download may be called and what its first bytes must look like.
+
+Pure functions, no network: a file name (from the catalog, `--filename`, the URL or a
+`Content-Disposition` header) must be a plain weights-file name that stays in the target folder;
+a response must not be a web page, JSON, a Git LFS pointer, or bytes of another format.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote, urlsplit
+
+from vae_lab.identity.catalog import WEIGHT_EXTENSIONS as ALLOWED_EXTENSIONS
+from vae_lab.errors import DownloadError
+
+# Names Windows reserves for devices, whatever the extension ("nul.safetensors" is the NUL device).
+_WINDOWS_DEVICES = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(1, 10)} | {f"lpt{i}" for i in range(1, 10)}
+MAX_NAME_BYTES = 255
+
+
+def check_filename(name: str) -> str:
+    """The name itself if it is a plain weights-file name; else DownloadError."""
+    shown = repr(name)
+    if not name or name != name.strip() or "\x00" in name:
+        raise DownloadError(f"refusing the file name {shown}: empty or odd characters")
+    if "/" in name or "\\" in name or name in (".", "..") or re.match(r"^[A-Za-z]:", name):
+        raise DownloadError(f"refusing the file name {shown}: it would leave the target folder")
+    if name.startswith("."):
+        raise DownloadError(f"refusing the file name {shown}: hidden files are not listed by the WebUI")
+    if any(c in name for c in '<>:"|?*') or any(ord(c) < 32 for c in name):
+        raise DownloadError(f"refusing the file name {shown}: it contains characters that are not allowed")
+    if name.split(".")[0].lower() in _WINDOWS_DEVICES or len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise DownloadError(f"refusing the file name {shown}: not a usable file name on every system")
+    if not name.lower().endswith(ALLOWED_EXTENSIONS):
+        raise DownloadError(
+            f"refusing the file name {shown}: a VAE file must end in {', '.join(ALLOWED_EXTENSIONS)}"
+        )
+    return name
+
+
+def filename_from_content_disposition(value: str | None) -> str | None:
+    """The file name in a Content-Disposition header (RFC 6266 `filename*` preferred), as sent:
+    `check_filename` judges it afterwards (so "../x" is refused, not silently flattened)."""
+    if not value:
+        return None
+    star = re.search(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", value, re.I)
+    if star:
+        charset = star.group(1) or "utf-8"
+        try:
+            return unquote(star.group(2).strip().strip('"'), encoding=charset, errors="strict")
+        except (LookupError, UnicodeDecodeError):
+            pass
+    plain = re.search(r'filename\s*=\s*("((?:[^"\\]|\\.)*)"|[^;]+)', value, re.I)
+    if plain:
+        return plain.group(2).replace('\\"', '"') if plain.group(2) is not None else plain.group(1).strip()
+    return None
+
+
+def filename_from_url(url: str) -> str | None:
+    path = urlsplit(url).path
+    name = unquote(path.rsplit("/", 1)[-1]) if path else ""
+    return name or None
+
+
+def show_url(url: str) -> str:
+    """A URL safe to print: no query (signed URLs and `?token=` live there), no credentials."""
+    try:
+        p = urlsplit(url)
+        host = p.hostname or ""
+        if p.port:
+            host += f":{p.port}"
+    except ValueError:  # a malformed host or port: show no netloc rather than fail
+        return url.split("?")[0].split("@")[-1]
+    return f"{p.scheme}://{host}{p.path}"
+
+
+def is_url(text: str) -> bool:
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", text.strip()))
+
+
+def check_url(url: str) -> str:
+    try:
+        p = urlsplit(url)
+        host, _ = p.hostname, p.port  # both raise ValueError on a malformed host or port
+    except ValueError as err:
+        raise DownloadError(f"not a valid URL ({err}): {show_url(url)}") from None
+    if p.scheme.lower() not in ("http", "https"):
+        raise DownloadError(f"refusing {p.scheme}:// URLs: only http:// and https:// downloads are supported")
+    if not host:
+        raise DownloadError(f"the URL {show_url(url)!r} has no host")
+    return url
+
+
+# --------------------------------------------------------------------------- payload checks
+
+
+def check_payload_start(head: bytes, filename: str, content_type: str = "") -> None:
+    """Refuse a response that is a web page, JSON, a Git LFS pointer or not the announced format."""
+    stripped = head.lstrip()[:64].lower()
+    if stripped.startswith(b"version https://git-lfs"):
+        raise DownloadError("the server sent a Git LFS pointer, not the file: use the /resolve/ link")
+    if stripped.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")) or content_type == "text/html":
+        raise DownloadError(
+            "the server sent a web page (HTML), not a weights file: a login or error page, "
+            "or a page link instead of a download link (on Hugging Face use /resolve/, not /blob/)"
+        )
+    if content_type in ("application/json", "text/json") or stripped.startswith((b"{\"", b"[")):
+        if not filename.lower().endswith(".safetensors") or not _looks_like_safetensors(head):
+            snippet = head[:120].decode("utf-8", "replace").replace("\n", " ")
+            raise DownloadError(f"the server sent JSON, not a weights file: {snippet}")
+    lower = filename.lower()
+    if lower.endswith(".safetensors"):
+        if not _looks_like_safetensors(head):  # `head` is under 9 bytes only when that is the whole file
+            raise DownloadError("the server's bytes are not a safetensors file (bad header)")
+    elif lower.endswith((".ckpt", ".pt", ".pth", ".bin")):
+        # torch.save: a zip archive; legacy: a pickle (protocol 2+ starts with 0x80).
+        if head and not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+            raise DownloadError("the server's bytes are not a PyTorch checkpoint (neither zip nor pickle)")
+
+
+def _looks_like_safetensors(head: bytes) -> bool:
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 2 <= n <= 100_000_000 and head[8:9] == b"{"

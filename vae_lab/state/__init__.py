@@ -1,0 +1,1 @@
+"""Small JSON state files kept between runs (per-checkpoint preferences)."""

@@ -1,0 +1,61 @@
+"""The standalone comparison app: the tab of `ui.py` in a page of its own.
+
+Inside the WebUI, A1111 loads `javascript/*.js` and `style.css` itself. Here the app does it:
+the CSS goes into `gr.Blocks(css=...)` and the script runs once from a page-load event with
+browser-side code only (`_js=` on Gradio 3.41, `js=` on Gradio 4), which both versions have.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from pathlib import Path
+
+from vae_lab.ui import gradio_compat as compat
+from vae_lab.errors import VaeLabError
+
+from vae_lab.paths import EXTENSION_ROOT as ROOT
+SCRIPT = ROOT / "javascript" / "vae_lab.js"
+STYLE = ROOT / "style.css"
+TITLE = "VAE Lab"
+# the page only (inside the WebUI the tab takes the WebUI's full width already)
+APP_CSS = "\n.gradio-container { max-width: 1680px !important; }\n"
+
+
+def page_assets() -> tuple[str, str]:
+    """(css, js) as the WebUI would load them from the extension folder."""
+    return STYLE.read_text(encoding="utf-8"), SCRIPT.read_text(encoding="utf-8")
+
+
+def build_app(context=None):
+    """The tab wrapped as a page: CSS, the script, and the queue (progress bars, Stop)."""
+    from vae_lab.ui.tab import build_tab
+
+    css, js = page_assets()
+    demo = build_tab(context, css=css + APP_CSS, title=TITLE)
+    with demo:
+        # runs the classic script once, in the page's global scope, when the page loads
+        demo.load(None, None, None, **compat.js_kwargs("() => {\n" + js + "\n}"))
+    return compat.enable_queue(demo)
+
+
+def check_port(host: str, port: int) -> None:
+    """A clear error for a port that is taken, before Gradio prints a traceback for it."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        # like uvicorn: a port left in TIME_WAIT by a previous run is free to use
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise VaeLabError(f"port {port} on {host} is already in use: pass --port with a free one") from None
+            raise VaeLabError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+
+
+def launch(context, host: str = "127.0.0.1", port: int = 7861, share: bool = False, inbrowser: bool = False):
+    """Serve the app until interrupted."""
+    check_port(host, port)
+    demo = build_app(context)
+    demo.launch(server_name=host, server_port=port, share=share, inbrowser=inbrowser,
+                show_api=False, quiet=False)
+    return demo
