@@ -34,7 +34,8 @@ from vae_lab.identity import compatibility
 from vae_lab.runtime import last_latents
 from vae_lab.errors import IncompatibleVae, VaeLabError
 from vae_lab.state.preferences import Preferences
-from vae_lab.runtime.ramcache import RamCache, file_key, materialize
+from vae_lab.files.folders import WEBUI_LISTED_EXTENSIONS, file_key, weight_files
+from vae_lab.runtime.ramcache import RamCache, materialize
 
 TITLE = "VAE Lab"
 SECTION = ("vae_lab", "VAE Lab", "sd")
@@ -121,10 +122,9 @@ def refresh_vae_list() -> None:
     (_webui_refresh or sd_vae.refresh_vae_list)()
     dl = download_dir()
     if dl and os.path.isdir(dl):
-        for root, _, files in os.walk(dl):
-            for fn in sorted(files):
-                if fn.endswith((".safetensors", ".ckpt", ".pt")) and fn not in sd_vae.vae_dict:
-                    sd_vae.vae_dict[fn] = os.path.abspath(os.path.join(root, fn))
+        for path in weight_files(dl, WEBUI_LISTED_EXTENSIONS):
+            if os.path.basename(path) not in sd_vae.vae_dict:
+                sd_vae.vae_dict[os.path.basename(path)] = os.path.abspath(path)
 
 
 def hook_vae_list() -> None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from vae_lab.errors import IncompatibleVae, VaeLabError
+from vae_lab.files.folders import file_key
 
 SSIM_DEFINITION = "Gaussian window sigma=1.5 (11x11), K1=0.01, K2=0.03, population covariance, per RGB channel, data range 1"
 ENCODERS = ("first", "own")
@@ -350,8 +351,7 @@ class VaeCache:
     def key(path: str, device=None) -> tuple:
         real = os.path.realpath(path)
         try:
-            st = os.stat(real)
-            return real, st.st_mtime_ns, st.st_size, str(device)
+            return (*file_key(real), str(device))
         except OSError:
             return real, None, None, str(device)
 

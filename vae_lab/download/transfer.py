@@ -40,6 +40,7 @@ from typing import Any, Callable
 from urllib.parse import urljoin, urlsplit
 
 from vae_lab.identity import catalog
+from vae_lab.identity import field_of as _get
 from vae_lab.identity.catalog import file_sha256, remember_sha256
 from vae_lab.download.checks import (  # noqa: F401  (re-exported: the download API)
     ALLOWED_EXTENSIONS,
@@ -52,6 +53,7 @@ from vae_lab.download.checks import (  # noqa: F401  (re-exported: the download 
     show_url,
 )
 from vae_lab.paths import EXTENSION_ROOT
+from vae_lab.files.folders import WEBUI_LISTED_EXTENSIONS, weight_files
 from vae_lab.errors import BadVaeFile, DownloadError, VaeLabError
 from vae_lab.download.filelock import FileLock, LockCancelled
 from vae_lab.download.tokens import WHERE_TO_SET, TokenPolicy
@@ -66,7 +68,7 @@ MAX_REDIRECTS = 10
 # With no size known from the catalog, the caller or the server, stop here: the largest VAE-like
 # file known (OpenAI's Consistency Decoder) is 2.5 GB, a kl-f8 VAE 335 MB.
 MAX_UNKNOWN_SIZE = 8 << 30
-WEBUI_LISTS = (".safetensors", ".ckpt", ".pt")  # A1111's VAE globs; .pth/.bin are saved but not listed
+WEBUI_LISTS = WEBUI_LISTED_EXTENSIONS  # A1111's VAE globs; .pth/.bin are saved but not listed
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 Progress = Callable[[int, "int | None"], None]
@@ -126,12 +128,6 @@ class DownloadResult:
             "info": info, "info_error": self.info_error, "converted_from": self.converted_from,
             "warnings": list(self.warnings),
         }
-
-
-def _get(obj, key):
-    if isinstance(obj, dict):
-        return obj.get(key)
-    return getattr(obj, key, None)
 
 
 # --------------------------------------------------------------------------- places
@@ -768,10 +764,8 @@ def download(
 
 def _warn_same_basename(result: DownloadResult, dest: Path) -> None:
     """A1111 keys its VAE list by file name: a namesake in a subfolder hides one of the two."""
-    for root, dirs, files in os.walk(dest):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        if result.filename in files:
-            other = os.path.join(root, result.filename)
+    for other in weight_files(dest):
+        if os.path.basename(other) == result.filename:
             if os.path.abspath(other) != os.path.abspath(result.path):
                 result.warnings.append(
                     f"{os.path.relpath(other, dest)} has the same file name; the WebUI lists VAEs by name, "

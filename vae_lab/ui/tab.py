@@ -28,6 +28,8 @@ from typing import Any, Callable
 from vae_lab.ui import gradio_compat as compat
 from vae_lab.compare.runner import caption_lines, family_label, format_bytes
 from vae_lab.errors import VaeLabError
+from vae_lab.files.folders import WEIGHT_EXTENSIONS as VAE_SUFFIXES, file_key, weight_files
+from vae_lab.identity import field_of as _get
 
 SOURCE_IMAGE = "Image (round trip)"
 SOURCE_LAST = "Last generation's latents"
@@ -39,7 +41,6 @@ PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
 TILINGS = ["auto", "off", "on"]
 NO_REFERENCE = "(none)"
 REFERENCE_LABEL = "Reference"
-VAE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
 @dataclass
@@ -147,26 +148,22 @@ def scan_vae_dirs(dirs) -> list[VaeEntry]:
     for root in dirs:
         if not root or not os.path.isdir(root):
             continue
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            names = set(filenames)
-            for fn in sorted(filenames):
-                if fn.startswith(".") or not fn.lower().endswith(VAE_SUFFIXES):
-                    continue
-                stem, ext = os.path.splitext(fn)
-                if stem.endswith("_encoder") and stem[: -len("_encoder")] + "_decoder" + ext in names:
-                    continue  # offered through its decoder
-                path = os.path.realpath(os.path.join(dirpath, fn))
-                if path in seen:
-                    continue
-                seen.add(path)
-                found.append(_identify(os.path.join(dirpath, fn)))
+        files = weight_files(root)  # regular files only: no FIFOs, devices or dangling links
+        present = set(files)
+        for file in files:
+            stem, ext = os.path.splitext(file)
+            if stem.endswith("_encoder") and stem[: -len("_encoder")] + "_decoder" + ext in present:
+                continue  # offered through its decoder
+            path = os.path.realpath(file)
+            if path in seen:
+                continue
+            seen.add(path)
+            found.append(_identify(file))
     return found
 
 
 def _identify(path: str) -> VaeEntry:
-    st = os.stat(path)
-    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    key = file_key(path)
     if key in _identity_cache:
         return _identity_cache[key]
     name = os.path.basename(path)
@@ -559,10 +556,6 @@ class TabLogic:
             return f"{what} is already in {dest} as {os.path.basename(res.path)} (same SHA-256)."
         check = "SHA-256 verified" if res.verified else f"SHA-256 {res.short_hash}… (no published hash to check)"
         return f"Saved {os.path.basename(res.path)} ({what}) in {dest}: {check}."
-
-
-def _get(e, key):
-    return getattr(e, key, None) if not isinstance(e, dict) else e.get(key)
 
 
 def _present_ids(catalog, entries) -> set:
