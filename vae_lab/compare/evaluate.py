@@ -37,13 +37,11 @@ def list_images(folder: str) -> list[str]:
 def prepare_image(path: str, size: int):
     """HxWx3 uint8: center crop to the largest square, bicubic resize to size×size."""
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise VaeLabError(f"{path}: not a readable image ({type(err).__name__})") from None
+    from vae_lab.files.imaging import load_image_array
+
+    im = Image.fromarray(load_image_array(path))  # the one image loader: regular files, bounded, EXIF, bit depth
     w, h = im.size
     s = min(w, h)
     left, top = (w - s) // 2, (h - s) // 2

@@ -55,8 +55,8 @@ def regular_file_problem(path) -> str | None:
     return None if stat.S_ISREG(st.st_mode) else _kind(st.st_mode)
 
 
-def open_regular(path, what: str = "file"):
-    """`open(path, "rb")` for a regular file only; `BadVaeFile` (one line) for anything else.
+def open_regular(path, what: str = "file", error: type[Exception] = BadVaeFile):
+    """`open(path, "rb")` for a regular file only; `error` (default `BadVaeFile`, one line) else.
 
     The file is opened with O_NONBLOCK and checked with fstat on the open descriptor, so a
     FIFO swapped in after a check cannot block the open, and the check and the read see the
@@ -67,13 +67,13 @@ def open_regular(path, what: str = "file"):
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         problem = "a dangling link" if os.path.islink(path) else f"no such {what}"
-        raise BadVaeFile(f"{path}: {problem}") from None
+        raise error(f"{path}: {problem}") from None
     except OSError as err:
-        raise BadVaeFile(f"{path}: cannot read ({err.strerror or err})") from None
+        raise error(f"{path}: cannot read ({err.strerror or err})") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise BadVaeFile(f"{path}: {_kind(mode)}, not a regular {what}; only regular files are read")
+            raise error(f"{path}: {_kind(mode)}, not a regular {what}; only regular files are read")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")

@@ -29,6 +29,7 @@ from vae_lab.ui import gradio_compat as compat
 from vae_lab.compare.runner import caption_lines, family_label, format_bytes
 from vae_lab.errors import VaeLabError
 from vae_lab.files.folders import WEIGHT_EXTENSIONS as VAE_SUFFIXES, file_key, weight_files
+from vae_lab.files.imaging import image_to_rgb8
 from vae_lab.identity import field_of as _get
 
 SOURCE_IMAGE = "Image (round trip)"
@@ -457,12 +458,7 @@ class TabLogic:
         if source == SOURCE_IMAGE:
             if image is None:
                 raise VaeLabError("upload an image first")
-            import numpy as np
-
-            arr = np.asarray(image)
-            if arr.ndim == 2:
-                arr = np.stack([arr] * 3, axis=-1)
-            arr = arr[..., :3].astype("uint8")
+            arr = image_to_rgb8(image)  # the CLI's loader: EXIF, bit depth, pixel bound
             return CompareRequest(image=arr, latents=None, encoder="own" if encoder == ENCODER_OWN else "first", **kw)
         latents, family, _ = load_latent_input(source, latent_file, self.context)
         return CompareRequest(image=None, latents=latents, latents_family=family,
@@ -596,7 +592,7 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
         with gr.Row(elem_id="vae_lab_main", equal_height=False):
             with gr.Column(scale=1, min_width=300, elem_id="vae_lab_inputs"):
                 source = gr.Radio(SOURCES, value=SOURCE_IMAGE, label="Input", elem_id="vae_lab_source")
-                image = compat.upload_image(type="numpy", label="Image", elem_id="vae_lab_image", height=260)
+                image = compat.upload_image(type="pil", image_mode=None, label="Image", elem_id="vae_lab_image", height=260)
                 latent_file = gr.File(label="Latent file (.safetensors / .pt)", file_types=[".safetensors", ".pt"],
                                       visible=False, elem_id="vae_lab_latent_file")
                 latent_note = gr.Markdown("", visible=False, elem_id="vae_lab_latent_note")

@@ -1,0 +1,127 @@
+"""Builders of hostile VAE files, written byte by byte (nothing here is loaded in-process).
+
+Every builder returns the path it wrote. The pickles are hand-assembled protocol-2 opcode
+streams, the same opcodes `torch.save` emits, so a test can claim anything a forger could:
+storages larger than their records, stride-0 views, numpy objects with forged pointers,
+globals that would run code.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zipfile
+from pathlib import Path
+
+# --- a tiny pickle assembler ---------------------------------------------------------------
+
+PROTO2 = b"\x80\x02"
+MARK, STOP, TUPLE, EMPTY_TUPLE, EMPTY_DICT, SETITEM, SETITEMS = b"(", b".", b"t", b")", b"}", b"s", b"u"
+REDUCE, BUILD, BINPERSID, NONE, FALSE, TRUE = b"R", b"b", b"Q", b"N", b"\x89", b"\x88"
+TUPLE1, TUPLE2, TUPLE3, EMPTY_LIST, APPEND = b"\x85", b"\x86", b"\x87", b"]", b"a"
+
+
+def s(text: str) -> bytes:
+    """BINUNICODE (torch's safe loader reads this one, not SHORT_BINUNICODE)."""
+    raw = text.encode()
+    return b"X" + struct.pack("<I", len(raw)) + raw
+
+
+def i(n: int) -> bytes:
+    if 0 <= n < 256:
+        return b"K" + bytes([n])
+    if -(2**31) <= n < 2**31:
+        return b"J" + struct.pack("<i", n)
+    raw = n.to_bytes((n.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw  # LONG1
+
+
+def glob(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def tup(*items: bytes) -> bytes:
+    return MARK + b"".join(items) + TUPLE
+
+
+def call(module: str, name: str, *args: bytes) -> bytes:
+    return glob(module, name) + tup(*args) + REDUCE
+
+
+_STORAGE = {"float32": ("FloatStorage", 4), "float16": ("HalfStorage", 2), "int64": ("LongStorage", 8)}
+
+
+def tensor(key: str, numel: int, size, stride, offset: int = 0, dtype: str = "float32", legacy=False) -> bytes:
+    """`torch._utils._rebuild_tensor_v2` of storage `key` that claims `numel` elements
+    (`legacy`: the pre-1.6 persistent id, which ends with a view description)."""
+    storage_cls = _STORAGE[dtype][0]
+    pid = tup(s("storage"), glob("torch", storage_cls), s(key), s("cpu"), i(numel), *([NONE] if legacy else [])) + BINPERSID
+    return call(
+        "torch._utils", "_rebuild_tensor_v2",
+        pid, i(offset), tup(*map(i, size)), tup(*map(i, stride)), FALSE,
+        call("collections", "OrderedDict"),
+    )
+
+
+def state_dict(entries: dict[str, bytes]) -> bytes:
+    """A protocol-2 pickle of a dict {name: pickled value}."""
+    body = b"".join(s(k) + v for k, v in entries.items())
+    return PROTO2 + EMPTY_DICT + MARK + body + SETITEMS + STOP
+
+
+def write_pt(path, pickle_bytes: bytes, records: dict[str, bytes] | None = None, *,
+             compression=zipfile.ZIP_STORED) -> Path:
+    """A zip `.pt` as torch.save lays it out: archive/data.pkl, archive/data/<key>, version."""
+    path = Path(path)
+    with zipfile.ZipFile(path, "w", compression=compression) as z:
+        z.writestr("archive/data.pkl", pickle_bytes)
+        z.writestr("archive/byteorder", "little")
+        for key, data in (records or {}).items():
+            z.writestr(f"archive/data/{key}", data)
+        z.writestr("archive/version", "3\n")
+    return path
+
+
+def write_legacy_pt(path, pickle_bytes: bytes, storages: list[tuple[str, int, bytes]]) -> Path:
+    """The pre-1.6 torch format: magic, protocol, sys info, the object, storage keys, then
+    each storage as an 8-byte element count and its bytes; `storages`: (key, claimed numel, data)."""
+    import pickle
+
+    out = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+    out += pickle.dumps(1001, protocol=2)
+    out += pickle.dumps({"protocol_version": 1001, "little_endian": True,
+                         "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2)
+    out += pickle_bytes
+    out += pickle.dumps([k for k, _, _ in storages], protocol=2)
+    for _, numel, data in storages:
+        out += struct.pack("<q", numel) + data
+    Path(path).write_bytes(out)
+    return Path(path)
+
+
+# --- numpy with forged object pointers -------------------------------------------------------
+
+
+def numpy_forged_pointers() -> bytes:
+    """{"x": ndarray} whose dtype's pickled state declares an object field with flags 1
+    (reference-counted, not list-pickled): numpy takes the 16 raw bytes as PyObject
+    pointers, and freeing the array dereferences 0x4141414141414141. ~250 bytes."""
+    latin1 = lambda text: call("_codecs", "encode", s(text), s("latin1"))  # noqa: E731
+    dtype = lambda spec: call("numpy", "dtype", s(spec), FALSE, TRUE)  # noqa: E731
+    forged_dtype = dtype("V16") + tup(
+        i(3), s("|"), NONE, s("a") + TUPLE1,
+        EMPTY_DICT + s("a") + dtype("O8") + i(0) + TUPLE2 + SETITEM,
+        i(16), i(1), i(1),
+    ) + BUILD
+    array = call("numpy.core.multiarray", "_reconstruct", glob("numpy", "ndarray"), i(0) + TUPLE1, latin1("b"))
+    array += tup(i(1), i(1) + TUPLE1, forged_dtype, FALSE, latin1("A" * 16)) + BUILD
+    return PROTO2 + EMPTY_DICT + s("x") + array + SETITEM + STOP
+
+
+# --- safetensors --------------------------------------------------------------------------------
+
+
+def write_safetensors(path, header: dict, data: bytes) -> Path:
+    raw = json.dumps(header).encode()
+    Path(path).write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    return Path(path)
