@@ -125,3 +125,68 @@ def write_safetensors(path, header: dict, data: bytes) -> Path:
     raw = json.dumps(header).encode()
     Path(path).write_bytes(struct.pack("<Q", len(raw)) + raw + data)
     return Path(path)
+
+
+# --- running the CLI as an attacker's victim ---------------------------------------------------
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+MEMORY_LIMIT = 3 << 30  # address space of one CLI run: torch's import needs ~1.5 GB of it
+OUTPUT_LIMIT = 32 << 20  # largest file one run may write (a tiny test VAE converts to < 8 MB)
+TIME_LIMIT = 180  # seconds; a run that blocks (a FIFO) or inflates a bomb runs into it
+
+
+def _limits():  # runs in the child, before exec
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_LIMIT, OUTPUT_LIMIT))
+
+
+def run_cli(*args, cwd, timeout: int = TIME_LIMIT) -> subprocess.CompletedProcess:
+    """`python -m vae_lab ARGS` in `cwd`, with bounded memory, output size and time.
+
+    Caches and state go under `cwd` too, so a run that writes anywhere else is caught by
+    `files_under`. A run that exceeds the time limit fails the test (it hung).
+    """
+    cwd = Path(cwd)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("VAE_LAB_")},
+        "PYTHONPATH": str(ROOT),
+        "HOME": str(cwd / "home"),
+        "VAE_LAB_CACHE_DIR": str(cwd / "home" / "cache"),
+        "VAE_LAB_STATE_DIR": str(cwd / "home" / "state"),
+        "VAE_LAB_DATA_DIR": str(cwd / "home" / "data"),
+        "OMP_NUM_THREADS": "1",
+        "MALLOC_ARENA_MAX": "2",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "vae_lab", *map(str, args)], cwd=cwd, env=env, capture_output=True,
+            text=True, timeout=timeout, preexec_fn=_limits, stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"`vae_lab {' '.join(map(str, args))}` did not finish in {timeout} s (it hangs)") from None
+
+
+def assert_refused(proc: subprocess.CompletedProcess, *words: str) -> str:
+    """Exit 2, one line on stderr that starts with "error:", no traceback; `words` in it."""
+    assert proc.returncode >= 0, f"killed by signal {-proc.returncode} (a crash); stderr: {proc.stderr[-2000:]}"
+    err = proc.stderr.strip()
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.returncode == 2, f"exit {proc.returncode}; stdout {proc.stdout[-500:]!r}; stderr {err[-1500:]!r}"
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err[-3000:]
+    for word in words:
+        assert word in err, err
+    return err
+
+
+def files_under(folder) -> set[str]:
+    """Every file below `folder` except the cache and state the run may keep in home/."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")
+            if p.is_file() and not str(p.relative_to(folder)).startswith("home")}
