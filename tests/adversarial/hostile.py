@@ -190,3 +190,62 @@ def files_under(folder) -> set[str]:
     folder = Path(folder)
     return {str(p.relative_to(folder)) for p in folder.rglob("*")
             if p.is_file() and not str(p.relative_to(folder)).startswith("home")}
+
+
+# --- lying tensors ------------------------------------------------------------------------------
+
+
+def tiny_vae_shapes() -> dict:
+    """{name: shape} of every tensor of the tests' tiny kl-f8 VAE."""
+    from factories import TINY_KL, random_kl_state_dict
+
+    return {k: tuple(v.shape) for k, v in random_kl_state_dict(TINY_KL).items()}
+
+
+def _contiguous_strides(shape) -> tuple:
+    strides, step = [], 1
+    for d in reversed(shape):
+        strides.append(step)
+        step *= d
+    return tuple(reversed(strides))
+
+
+def stride0_vae(path) -> Path:
+    """Every tensor of a complete (tiny) kl-f8 VAE, each a stride-0 view of one float."""
+    shapes = tiny_vae_shapes()
+    entries = {name: tensor(str(n), 1, shape, (0,) * len(shape)) for n, (name, shape) in enumerate(shapes.items())}
+    return write_pt(path, state_dict(entries), {str(n): b"\0\0\x80\x3f" for n in range(len(shapes))})
+
+
+def shared_storage_vae(path) -> Path:
+    """Every tensor a dense view of one storage as large as the largest tensor: each view is
+    honest, together they claim far more than the file."""
+    shapes = tiny_vae_shapes()
+    numel = max(_numel(s) for s in shapes.values())
+    entries = {name: tensor("0", numel, shape, _contiguous_strides(shape)) for name, shape in shapes.items()}
+    return write_pt(path, state_dict(entries), {"0": b"\0" * (numel * 4)})
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def deflated_bomb(path, inflated_bytes: int) -> Path:
+    """A zip `.pt` whose one storage record is deflated: ~1000x smaller on disk than in memory."""
+    numel = inflated_bytes // 4
+    with zipfile.ZipFile(path, "w") as z:  # streamed, so the test itself stays small in memory
+        z.writestr("archive/data.pkl", state_dict({"encoder.conv_in.weight": tensor("0", numel, (numel,), (1,))}))
+        z.writestr("archive/byteorder", "little")
+        info = zipfile.ZipInfo("archive/data/0")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        chunk = b"\0" * (1 << 24)
+        with z.open(info, "w", force_zip64=True) as rec:
+            left = inflated_bytes
+            while left > 0:
+                rec.write(chunk[: min(left, len(chunk))])
+                left -= len(chunk)
+        z.writestr("archive/version", "3\n")
+    return Path(path)
