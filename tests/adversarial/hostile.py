@@ -249,3 +249,56 @@ def deflated_bomb(path, inflated_bytes: int) -> Path:
                 left -= len(chunk)
         z.writestr("archive/version", "3\n")
     return Path(path)
+
+
+# --- images ----------------------------------------------------------------------------------------
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(path, width: int, height: int) -> Path:
+    """A greyscale PNG whose header claims width x height; the data is a few KB of zeros."""
+    import zlib
+
+    data = zlib.compress(b"\0" * (width + 1) * 64, 9)
+    Path(path).write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+    )
+    return Path(path)
+
+
+def png_rgb16(path, width: int, height: int, rgb16: tuple[int, int, int]) -> Path:
+    """A 16-bit-per-channel RGB PNG of one colour (Pillow cannot write these)."""
+    import zlib
+
+    row = b"\0" + struct.pack(">HHH", *rgb16) * width
+    Path(path).write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+        + _png_chunk(b"IDAT", zlib.compress(row * height)) + _png_chunk(b"IEND", b"")
+    )
+    return Path(path)
+
+
+def jpeg_with_orientation(path, width: int, height: int, orientation: int) -> Path:
+    """A JPEG stored width x height whose EXIF says to show it rotated (6: 90° clockwise)."""
+    from PIL import Image
+
+    im = Image.new("RGB", (width, height), (200, 30, 30))
+    im.paste((30, 30, 200), (0, 0, width // 2, height))  # left half blue: rotation is visible
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    im.save(path, exif=exif.tobytes(), quality=95)
+    return Path(path)
+
+
+def tiny_vae_file(path) -> Path:
+    from factories import TINY_KL, random_kl_state_dict
+    from safetensors.torch import save_file
+
+    save_file(random_kl_state_dict(TINY_KL), str(path))
+    return Path(path)
