@@ -11,6 +11,7 @@ its storage (`vae_lab.files.loading.check_tensor_bytes`).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from vae_lab.errors import BadVaeFile, VaeLabError
@@ -80,7 +81,9 @@ def load_latents(path) -> tuple[object, dict]:
         except BadVaeFile as err:
             raise BadLatentFile(str(err)) from None
         try:
-            obj = torch.load(str(p), map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch 2.1's TypedStorage warning would break the one-line error
+                obj = torch.load(str(p), map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 — any unpickling failure is a bad file
             raise BadLatentFile(f"{path}: not a readable tensor file ({err.__class__.__name__})") from None
         if isinstance(obj, torch.Tensor):
