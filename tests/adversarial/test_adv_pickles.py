@@ -10,6 +10,17 @@ import pytest
 
 import hostile as H
 
+
+@pytest.fixture
+def latents(tmp_path):
+    """A valid 4-channel latent file, so that `decode` gets as far as reading the VAE."""
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "lat.safetensors"
+    save_file({"latent_tensor": torch.zeros(1, 4, 8, 8)}, str(path), metadata={"format": "vae_lab.latent"})
+    return path
+
 COMMANDS = {
     "info": lambda vae, tmp, lat: ["info", vae],
     "convert": lambda vae, tmp, lat: ["convert", vae, tmp / "out.safetensors"],

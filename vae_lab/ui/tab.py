@@ -28,7 +28,7 @@ from typing import Any, Callable
 from vae_lab.ui import gradio_compat as compat
 from vae_lab.compare.runner import caption_lines, family_label, format_bytes
 from vae_lab.errors import VaeLabError
-from vae_lab.files.folders import WEIGHT_EXTENSIONS as VAE_SUFFIXES, file_key, weight_files
+from vae_lab.files.folders import file_key, weight_files
 from vae_lab.files.imaging import image_to_rgb8
 from vae_lab.identity import field_of as _get
 
