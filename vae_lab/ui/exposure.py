@@ -115,9 +115,21 @@ def uploads_only(base: type) -> type:
                      ("async_move_resource_to_block_cache", async_move_resource_to_block_cache)):
         if hasattr(base, name):
             ns[name] = fn
-    cls = type(f"UploadOnly{base.__name__}", (base,), ns)
+    cls = _plain_subclass(f"UploadOnly{base.__name__}", base, ns)
     _upload_classes[base] = cls
     return cls
+
+
+def _plain_subclass(name: str, base: type, ns: dict) -> type:
+    """`type(name, (base,), ns)` without Gradio 4's `ComponentMeta.__new__`, which writes a `.pyi`
+    stub next to the module of every component subclass (it only wraps a new `__init__` and new
+    `EVENTS`, and this subclass has neither)."""
+    import abc
+
+    meta = type(base)
+    if isinstance(base, abc.ABCMeta) and meta.__new__ is not abc.ABCMeta.__new__:
+        return abc.ABCMeta.__new__(meta, name, (base,), ns)
+    return meta(name, (base,), ns)
 
 
 def blocked_paths(extra=()) -> list[str]:
