@@ -393,6 +393,8 @@ class _Transfer:
                     raise _Transient(f"connection dropped at {self.done:,} bytes: {_short(err)}") from None
                 if not sniffed:
                     while chunk and len(chunk) < 64:  # judge the format on enough bytes
+                        if self.cancelled():  # app-hostile: a server dripping the first bytes is cancellable too
+                            raise DownloadCancelled(f"download of {self.filename} cancelled")
                         try:
                             more = read()
                         except Exception as err:
