@@ -117,16 +117,25 @@ class JsonStateFile:
             pass
 
     def _write(self, value: Any) -> None:
-        folder = os.path.dirname(os.path.abspath(self.path))
-        fd, tmp = create_temp(folder, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(value, f, indent=self.indent, sort_keys=True, ensure_ascii=False)
-                f.write("\n")
-            os.replace(tmp, self.path)
-        except BaseException:
-            remove_quietly(tmp)
-            raise
+        write_json_atomic(self.path, value, indent=self.indent)
+
+
+def write_json_atomic(path: str | os.PathLike, value: Any, *, indent: int | None = None) -> None:
+    """Replace `path` by `value` as JSON in one step (temp file in the same folder + os.replace).
+
+    For files only one holder writes (a download's bookkeeping under its lock); shared state
+    files use `JsonStateFile.update`. The temp file is removed if anything fails."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = create_temp(folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(value, f, indent=indent, sort_keys=True, ensure_ascii=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
 
 
 # --------------------------------------------------------------------------- cleaning helpers
