@@ -706,3 +706,11 @@ def test_a_name_the_webui_does_not_list_gets_a_warning(server, tmp_path, ckpt_by
     assert any("will not show vae.pth" in w for w in res.warnings)
     res = get(server.url("/vae.pth"), tmp_path / "conv", identify=True, to_safetensors=True)
     assert listed(tmp_path / "conv") == ["vae.safetensors"] and not any("will not show" in w for w in res.warnings)
+
+
+def test_a_content_length_larger_than_the_file_still_ends_verified(server, tmp_path, vae_bytes):
+    path = "/" + NAME
+    server.add_file(path, vae_bytes)
+    server.script(path, {"lie_length": 1000})  # then closes: "connection closed at N of N+1000"
+    res = get(server.url(path), tmp_path, sha256=sha(vae_bytes))
+    assert server.requests_for(path)[-1].status == 416 and Path(res.path).read_bytes() == vae_bytes

@@ -43,6 +43,14 @@ def test_unwritable_preferences_is_a_clear_error(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["preferences.json", "preferences.json.lock"]  # no temp left
 
 
+def test_preferences_with_a_wrong_typed_entry_keep_the_others(tmp_path):
+    path = tmp_path / "checkpoint-vaes.json"
+    path.write_text(json.dumps({"version": 1, "checkpoints": {"a": 5, "b": ["x"], "c": "c.safetensors"}}))
+    assert Preferences(path).all() == {"c": "c.safetensors"}
+    Preferences(path).set("d", "d.safetensors")
+    assert Preferences(path).all() == {"c": "c.safetensors", "d": "d.safetensors"}
+
+
 @pytest.mark.parametrize(
     "flags, family",
     [({}, "sd1"), ({"is_sdxl": True}, "sdxl"), ({"is_sd3": True, "latent_channels": 16}, "sd3"),

@@ -32,7 +32,11 @@ class DownloadRefused(DownloadError):
 
 
 class NoNetwork(DownloadError):
-    """The host's name cannot be resolved or the connection is refused: not retried."""
+    """The host's name cannot be resolved (`unresolved`) or the connection is refused: not retried."""
+
+    def __init__(self, message: str, host: str | None = None, unresolved: bool = False):
+        super().__init__(message)
+        self.host, self.unresolved = host, unresolved
 
 
 class DownloadCancelled(DownloadError):

@@ -96,14 +96,6 @@ def test_preferences_of_any_wrong_shape_are_read_as_none_and_kept_aside(tmp_path
     assert (tmp_path / "checkpoint-vaes.json.corrupt").read_bytes() == content
 
 
-def test_preferences_with_a_wrong_typed_entry_keep_the_others(tmp_path):
-    path = tmp_path / "checkpoint-vaes.json"
-    path.write_text(json.dumps({"version": 1, "checkpoints": {"a": 5, "b": ["x"], "c": "c.safetensors"}}))
-    assert Preferences(path).all() == {"c": "c.safetensors"}
-    Preferences(path).set("d", "d.safetensors")
-    assert Preferences(path).all() == {"c": "c.safetensors", "d": "d.safetensors"}
-
-
 # --------------------------------------------------------------------------- concurrent writers
 
 WRITERS, PER_WRITER = 4, 15

@@ -88,9 +88,9 @@ def connection_failure(err: BaseException, url: str) -> Exception:
     host = urlsplit(url).hostname
     causes = list(_causes(err))
     if any(_is_name_resolution(e) for e in causes):
-        return NoNetwork(f"no network: could not resolve {host}")
+        return NoNetwork(f"no network: could not resolve {host}", host=host, unresolved=True)
     if any(isinstance(e, ConnectionRefusedError) for e in causes):
-        return NoNetwork(f"cannot reach {host}: the connection was refused")
+        return NoNetwork(f"cannot reach {host}: the connection was refused", host=host)
     import requests
 
     if any(isinstance(e, (socket.timeout, TimeoutError, requests.Timeout)) for e in causes):

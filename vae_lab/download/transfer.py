@@ -446,7 +446,9 @@ class _Transfer:
                 try:
                     resp = self.http.get(self.url, self._range_headers(offset), self.limits.request_timeout())
                 except NoNetwork as err:
-                    raise type(err)(f"{err}{self.kept_note() if self.done else ''}") from None
+                    if self.done:
+                        raise NoNetwork(f"{err}{self.kept_note()}", err.host, err.unresolved) from None
+                    raise
                 try:
                     if self.partial is None:
                         name = filename_from_content_disposition(resp.headers.get("Content-Disposition"))
@@ -582,6 +584,7 @@ class _Transfer:
     def _first_block(self, body: _Body, chunk: bytes) -> bytes:
         """At least 64 bytes (or the whole body) to judge the format on."""
         while chunk and len(chunk) < 64:
+            self._check_cancel_and_deadline()
             try:
                 more = body.read()
             except (Transient, DownloadError):
@@ -796,9 +799,9 @@ def _all_failed(errors: list[DownloadError]) -> DownloadError:
     """One message for every mirror's failure, with no clause said twice."""
     if len(errors) == 1:
         return errors[0]
-    if all(isinstance(e, NoNetwork) for e in errors):
-        messages = list(dict.fromkeys(str(e) for e in errors))
-        return NoNetwork(messages[0] + "".join(f" (the mirror too: {m.split(': ', 1)[-1]})" for m in messages[1:]))
+    if all(isinstance(e, NoNetwork) and e.unresolved for e in errors):
+        hosts = list(dict.fromkeys(e.host for e in errors))
+        return NoNetwork(f"no network: could not resolve {' or '.join(hosts)}", hosts[0], unresolved=True)
     first = errors[0]
     others = [str(e) for e in errors[1:] if str(e) != str(first)]
     message = str(first) + (f" (and {len(errors) - 1} mirror(s) failed too: {others[-1]})" if others else "")
