@@ -188,3 +188,16 @@ def test_a_file_cannot_name_itself_after_a_catalog_vae(tmp_path):
     for cache in (None, HashCache(str(tmp_path / "cache"))):
         info = inspect(forged, cache=cache)
         assert (info.known, info.known_id, info.known_via, info.family) == (None, None, None, "unknown")
+
+
+def test_a_latent_file_whose_replace_fails_leaves_no_temp(tmp_path, monkeypatch):
+    from vae_lab.files.latents import save_latents
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied", dst)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(PermissionError):
+        save_latents(tmp_path / "l.safetensors", torch.zeros(1, 4, 2, 2))
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []

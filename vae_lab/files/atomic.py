@@ -25,6 +25,15 @@ def create_temp(folder: str | os.PathLike, prefix: str, suffix: str = ".tmp") ->
     raise FileExistsError(f"cannot create a temporary file in {folder}")
 
 
+def reserve_temp(folder: str | os.PathLike, prefix: str, suffix: str = ".tmp") -> tuple[str, int]:
+    """(path, mode) of a new empty temp file for a writer that opens the path itself (safetensors'
+    `save_file` may recreate it privately: chmod it to `mode`, the umask-respecting one, before placing it)."""
+    fd, path = create_temp(folder, prefix, suffix)
+    mode = os.fstat(fd).st_mode & 0o7777
+    os.close(fd)
+    return path, mode
+
+
 def remove_quietly(path: str | os.PathLike | None) -> None:
     """Delete `path` if it is there; a cleanup step never raises."""
     if path is None:

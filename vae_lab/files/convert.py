@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from vae_lab.errors import VaeLabError
 from vae_lab.identity.identify import DEFAULT_CACHE, identify
-from vae_lab.files.atomic import create_temp, place_new, remove_quietly
+from vae_lab.files.atomic import place_new, remove_quietly, reserve_temp
 from vae_lab.files.loading import load_vae_file
 
 METADATA_PREFIX = "vae_lab."
@@ -105,11 +105,9 @@ def convert(src, dst, *, half: bool = False, cache=DEFAULT_CACHE, source_name: s
 
     folder = os.path.dirname(os.path.abspath(dst))
     try:
-        fd, tmp = create_temp(folder, prefix=".vae_lab-", suffix=".safetensors.part")
-        mode = os.fstat(fd).st_mode & 0o7777  # 0666 less the umask
+        tmp, mode = reserve_temp(folder, prefix=".vae_lab-", suffix=".safetensors.part")
     except OSError as err:
         raise ConvertError(f"{dst}: cannot write into {folder} ({err.strerror or err})") from None
-    os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
         os.chmod(tmp, mode)  # save_file may recreate the file privately
