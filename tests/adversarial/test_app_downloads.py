@@ -15,7 +15,7 @@ from httpserver import FileServer
 from vae_lab.download import policy as policy_mod
 from vae_lab.download import transfer
 from vae_lab.download.policy import HostPolicy, RefusedHost
-from vae_lab.errors import DownloadError, VaeLabError
+from vae_lab.errors import DownloadError, DownloadTimedOut
 from vae_lab.ui import tab as ui
 
 SECRET = b'{"access_token": "SECRET-internal-0123456789", "role": "admin"}'
@@ -75,8 +75,9 @@ def test_every_redirect_hop_is_checked(folder):
         target = internal.url("/vae.safetensors").replace("127.0.0.1", "127.0.0.2")
         public.script("/vae.safetensors", {"redirect": target})
         with pytest.raises(RefusedHost, match="127.0.0.2"):
-            transfer.download(public.url("/vae.safetensors"), folder, host_policy=_OnlyThisLoopback(), console=False,
-                              retries=0)
+            policy = _OnlyThisLoopback()
+            transfer.download(public.url("/vae.safetensors"), folder, policy=policy, session=policy.session(),
+                              console=False, retries=0)
         assert len(public.requests_for("/vae.safetensors")) == 1
         assert internal.requests_for("/vae.safetensors") == []
     assert _listed(folder) == []
@@ -89,7 +90,8 @@ def test_dns_rebinding_is_caught_at_the_connection(folder, monkeypatch):
         srv.add_file("/vae.safetensors", _weights())
         t0 = time.monotonic()
         with pytest.raises(RefusedHost, match="127.0.0.1"):
-            transfer.download(srv.url("/vae.safetensors"), folder, host_policy=HostPolicy(), console=False)
+            transfer.download(srv.url("/vae.safetensors"), folder, policy=HostPolicy(), session=HostPolicy().session(),
+                              console=False)
         assert time.monotonic() - t0 < 5  # refused, not retried as a network failure
         assert srv.requests_for("/vae.safetensors") == []  # connected, refused before a byte was sent
     assert _listed(folder) == []
@@ -154,7 +156,7 @@ def test_a_one_byte_per_second_server_cannot_hold_a_download(folder):
         logic = ui.TabLogic(ui.UiContext(vae_dirs=[str(folder)], download_policy=HostPolicy(allow_local=True),
                                          download_seconds=2))
         t0 = time.monotonic()
-        with pytest.raises(VaeLabError, match="took longer than the limit of 2 s") as err:
+        with pytest.raises(DownloadTimedOut, match="2 s") as err:
             logic.download(None, f"http://127.0.0.1:{srv.server_address[1]}/slow.safetensors")
         assert time.monotonic() - t0 < 10 and "\n" not in str(err.value)
     finally:

@@ -1,4 +1,4 @@
-"""Stop that reaches inside a decode, and a deadline for one download.
+"""Stop that reaches inside a decode.
 
 The comparison runner checks its cancel flag between steps (one VAE each); a single decode of
 large latents can take minutes. The engine checks a `cancel` callable/Event between tiles and
@@ -10,15 +10,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import time
-
-from vae_lab.errors import VaeLabError
-
-
-def _is_set(cancel) -> bool:
-    if cancel is None:
-        return False
-    return bool(cancel.is_set()) if hasattr(cancel, "is_set") else bool(cancel())
 
 
 @functools.lru_cache(maxsize=64)
@@ -53,29 +44,3 @@ class _CancellableVae:
 
 def with_cancel(vae, cancel):
     return vae if cancel is None else _CancellableVae(vae, cancel)
-
-
-class DownloadTooSlow(VaeLabError):
-    """A download that did not finish within the app's overall limit."""
-
-
-class Deadline:
-    """A cancel callable for a download: true when the user cancelled or `seconds` have passed."""
-
-    def __init__(self, seconds: float, cancel=None):
-        self.seconds = float(seconds)
-        self.cancel = cancel
-        self.end = time.monotonic() + self.seconds
-
-    def expired(self) -> bool:
-        return time.monotonic() >= self.end
-
-    def __call__(self) -> bool:
-        return _is_set(self.cancel) or self.expired()
-
-    def raise_if_expired(self, what: str) -> None:
-        if self.expired() and not _is_set(self.cancel):
-            minutes = self.seconds / 60
-            limit = f"{minutes:g} min" if minutes >= 1 else f"{self.seconds:g} s"
-            raise DownloadTooSlow(f"{what} took longer than the limit of {limit} and was stopped; "
-                                  "the partial file is kept, so downloading again resumes it")
