@@ -320,3 +320,42 @@ def test_a_page_on_another_origin_reads_nothing(app, chromium, attacker_site):
     assert str(folder) not in mine["config"]["text"]
     for name in ("passwd", "repo_file", "repo_file_abs", "vae_file"):
         assert mine[name]["status"] in (403, 404) and "root:" not in mine[name]["text"], (name, mine[name])
+
+
+def test_upload_inputs_take_only_files_from_the_upload_folder(tmp_path, monkeypatch):
+    """Both dialects' copy hooks (3.41 `make_temp_copy_if_needed`, 4 `(async_)move_resource_to_block_cache`)."""
+    import asyncio
+
+    from vae_lab.ui import gradio_compat as compat
+    from vae_lab.ui.exposure import NotAnUpload
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    uploaded = tmp_path / "gradio" / "abc" / "mine.pt"
+    uploaded.parent.mkdir(parents=True)
+    uploaded.write_bytes(b"x")
+    outside = tmp_path / "outside.pt"
+    outside.write_bytes(b"x")
+    link = tmp_path / "gradio" / "abc" / "link.pt"  # a link inside the folder to a file outside it
+    link.symlink_to(outside)
+    for comp in (compat.upload_file(label="f"), compat.upload_image(label="i")):
+        assert comp.get_block_name() in ("file", "image")
+        hooks = [h for h in ("make_temp_copy_if_needed", "move_resource_to_block_cache") if hasattr(comp, h)]
+        assert hooks
+        for hook in hooks:
+            for bad in ("/etc/passwd", str(outside), str(link), "http://127.0.0.1:1/x.pt", "../../etc/passwd"):
+                with pytest.raises(NotAnUpload):
+                    getattr(comp, hook)(bad)
+            assert getattr(comp, hook)(str(uploaded))  # a real upload goes through
+        if hasattr(comp, "async_move_resource_to_block_cache"):
+            with pytest.raises(NotAnUpload):
+                asyncio.run(comp.async_move_resource_to_block_cache("http://169.254.169.254/latest"))
+
+
+def test_a_huge_body_is_refused_before_it_is_read(app):
+    url, _, _ = app
+    host, port = url.replace("http://", "").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(f"POST /upload HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                  f"Content-Length: {10 << 30}\r\n\r\n".encode())
+        head = s.recv(200).decode("latin-1")
+    assert head.startswith("HTTP/1.1 413")
