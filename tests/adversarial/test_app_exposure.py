@@ -301,7 +301,7 @@ def attacker_site():
 @pytest.mark.browser
 def test_a_page_on_another_origin_reads_nothing(app, chromium, attacker_site):
     url, folder, _ = app
-    targets = {"passwd": "/file=/etc/passwd", "repo_file": "/file=README.md",
+    targets = {"page": "/", "passwd": "/file=/etc/passwd", "repo_file": "/file=README.md",
                "repo_file_abs": "/file=" + str(ROOT / "README.md"), "config": "/config", "info": "/info",
                "vae_file": "/file=" + str(folder / "kl-f8-random-weights-1.safetensors")}
     page = chromium.new_page()
