@@ -250,7 +250,10 @@ class _Transfer:
         self.filename = check_filename(name)
         self.reporter.label = self.filename
         partial = PartialFile(self.dest, self.filename)
-        partial.acquire(self.cancelled, self.limits.lock_wait)
+        wait, left = self.limits.lock_wait, self.limits.left()
+        if left is not None:  # waiting for another download counts against the deadline too
+            wait = max(left, 0.0) if wait is None else min(wait, max(left, 0.0))
+        partial.acquire(self.cancelled, wait)
         self.partial = partial
         final = self.dest / self.filename
         if final.exists() and self.expected.sha256:
