@@ -555,7 +555,7 @@ def test_a_file_changed_on_the_server_is_not_spliced(server, tmp_path, vae_bytes
 
 
 def test_download_job_reports_progress_and_can_be_cancelled(server, tmp_path, vae_bytes):
-    from vae_lab.download.transfer import DownloadJob
+    from vae_lab.download.job import DownloadJob
 
     server.add_file("/" + NAME, vae_bytes)
     job = DownloadJob(server.url("/" + NAME), tmp_path, sha256=sha(vae_bytes), tokens=NO_TOKENS,

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from httpserver import FileServer
+
 from vae_lab.download import transfer as dl
 from vae_lab.download.partial import kept_partials, partial_paths
 from vae_lab.download.tokens import TokenPolicy
@@ -37,9 +37,8 @@ NO_TOKENS = TokenPolicy(tokens={}, hosts={}, require_https=False)
 
 @pytest.fixture(scope="module")
 def vae_bytes() -> bytes:
-    from safetensors.torch import save
-
     from factories import TINY_KL, random_kl_state_dict
+    from safetensors.torch import save
 
     return save(random_kl_state_dict(TINY_KL, seed=5))
 
@@ -147,7 +146,7 @@ def test_no_validator_means_a_resume_starts_over(server, tmp_path, vae_bytes, ot
     server.add_file(path, vae_bytes, validators=False)
     server.script(path, {"drop_at": 0.5, "after": swap})
     res = get(server.url(path), tmp_path)
-    first, second = server.requests_for(path)
+    _, second = server.requests_for(path)
     assert second.range is None and second.status == 200
     assert Path(res.path).read_bytes() == other_vae_bytes and res.sha256 == sha(other_vae_bytes)
 

@@ -13,8 +13,8 @@ from email.message import Message
 from email.utils import collapse_rfc2231_value
 from urllib.parse import unquote, urlsplit
 
-from vae_lab.identity.catalog import WEIGHT_EXTENSIONS as ALLOWED_EXTENSIONS
 from vae_lab.errors import DownloadError, DownloadRefused, NotEnoughSpace
+from vae_lab.identity.catalog import WEIGHT_EXTENSIONS as ALLOWED_EXTENSIONS
 
 # Names Windows reserves for devices, whatever the extension ("nul.safetensors" is the NUL device).
 _WINDOWS_DEVICES = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(1, 10)} | {f"lpt{i}" for i in range(1, 10)}

@@ -17,7 +17,7 @@ and reason phrase are the server's words, possibly written to be shown to the us
 from __future__ import annotations
 
 import socket
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
 from vae_lab.download.checks import format_size, show_url

@@ -22,17 +22,20 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
-from vae_lab.errors import DownloadBusy, DownloadCancelled
+from vae_lab.download.checks import check_payload_start
+from vae_lab.errors import DownloadBusy, DownloadCancelled, DownloadError
 from vae_lab.files.atomic import fsync_dir, place_new, remove_quietly
 from vae_lab.state.jsonfile import write_json_atomic
 
 PART_PREFIX = ".vaelab-"
 PART_SUFFIX = ".part"
 META_SUFFIX = ".meta"
+HASH_BLOCK = 4 << 20
 LOCK_POLL = 0.05  # seconds between lock attempts, so a waiting download can still be cancelled
 
 
@@ -49,7 +52,7 @@ def lock_dir() -> Path:
 def partial_paths(dest: Path, name: str) -> tuple[Path, Path, Path]:
     """(partial, meta, lock) paths of a download of `name` into `dest`."""
     key = _name_key(name)
-    folder_key = hashlib.sha256(f"{os.path.abspath(dest)}\0{name}".encode("utf-8")).hexdigest()[:32]
+    folder_key = hashlib.sha256(f"{os.path.abspath(dest)}\0{name}".encode()).hexdigest()[:32]
     return (dest / f"{PART_PREFIX}{key}{PART_SUFFIX}", dest / f"{PART_PREFIX}{key}{META_SUFFIX}",
             lock_dir() / f"{folder_key}.lock")
 
@@ -91,6 +94,17 @@ def _read_meta(path: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+@dataclass
+class ResumePoint:
+    """Where a transfer goes on from: the running hash over the kept bytes, and what they are."""
+
+    hasher: Any
+    size: int
+    validator: str | None
+    total: int | None
+    complete: bool = False
 
 
 class PartialFile:
@@ -139,6 +153,35 @@ class PartialFile:
 
     def write_meta(self, **fields) -> None:
         write_json_atomic(self.meta_path, {"filename": self.filename, **fields})
+
+    def resume_point(self, source: str, expected_sha: str | None) -> ResumePoint:
+        """After a restart: hash the partial once so the running hash covers its bytes. Its bytes
+        are kept if they can be resumed safely (same source and expected file, a validator, a
+        plausible start), or if they already are the whole expected file (the SHA-256 says so);
+        otherwise the partial is emptied."""
+        meta = self.read_meta()
+        validator = meta.get("validator") if isinstance(meta.get("validator"), str) else None
+        same = meta.get("source") == source and (not expected_sha or meta.get("sha256") in (None, expected_sha))
+        h = hashlib.sha256()
+        size = 0
+        with open(self.part, "rb") as f:
+            try:
+                check_payload_start(f.read(64), self.filename)
+                plausible = True
+            except DownloadError:
+                plausible = False
+            f.seek(0)
+            while plausible and (block := f.read(HASH_BLOCK)):
+                h.update(block)
+                size += len(block)
+        if plausible and expected_sha and h.hexdigest() == expected_sha:
+            return ResumePoint(h, size, validator, size, complete=True)  # killed between the last byte and publishing
+        if not (plausible and same and validator):
+            size, h = 0, hashlib.sha256()  # a partial of something else, or of an unknown version: start over
+        if size != self.size():
+            self.truncate(size)
+        total = meta.get("total")
+        return ResumePoint(h, size, validator if size else None, total if size and isinstance(total, int) else None)
 
     def size(self) -> int:
         try:

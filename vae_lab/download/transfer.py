@@ -3,8 +3,11 @@
     result = download("sdxl-vae-fp16-fix")                      # a catalog id or name
     result = download("https://huggingface.co/…/resolve/…/x.safetensors", dest_dir, sha256=hex)
 
-How a download stays safe (the parts live next door: `http` the requests and redirects,
-`partial` the hidden partial file, its lock and its publication, `checks` names and payloads):
+How a download stays safe. This module is the attempt loop and the public API; the jobs live
+next door: `http` (requests, redirects, typed failures), `body` (decoding, resume headers),
+`partial` (the hidden partial file, its lock, its publication), `publish` (identify, convert,
+name), `checks` (names, payloads, free space), `tokens`, `result`, `job` (background thread).
+
 
 * It streams into a hidden `.vaelab-<hash>.part` in the target folder, which the WebUI never
   lists, on the same file system as the result. The SHA-256 is computed while the bytes are
@@ -38,11 +41,12 @@ import re
 import sys
 import threading
 import time
-import zlib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from vae_lab.download.body import Body, range_start, range_total, validator_of
 from vae_lab.download.checks import (  # noqa: F401  (re-exported: the download API)
     ALLOWED_EXTENSIONS,
     check_filename,
@@ -55,11 +59,12 @@ from vae_lab.download.checks import (  # noqa: F401  (re-exported: the download 
     is_url,
     show_url,
 )
-from vae_lab.download.http import Http, HopCheck, Transient, hop_check_of
+from vae_lab.download.http import HopCheck, Http, Transient, hop_check_of
 from vae_lab.download.partial import KeptPartial, PartialFile, kept_partials, partial_paths  # noqa: F401
+from vae_lab.download.publish import Received, convert_present, identify_present, publish
+from vae_lab.download.result import DownloadResult
 from vae_lab.download.tokens import TokenPolicy
 from vae_lab.errors import (  # noqa: F401  (re-exported)
-    BadVaeFile,
     DestinationTaken,
     DownloadBusy,
     DownloadCancelled,
@@ -72,12 +77,11 @@ from vae_lab.errors import (  # noqa: F401  (re-exported)
     VaeLabError,
 )
 from vae_lab.identity import catalog
-from vae_lab.identity.catalog import file_sha256, remember_sha256
+from vae_lab.identity.catalog import file_sha256
 from vae_lab.paths import EXTENSION_ROOT
 
 log = logging.getLogger("vae_lab.download")
 
-CHUNK = 4 << 20
 # With no size known from the catalog, the caller or the server, stop here: the largest VAE-like
 # file known (OpenAI's Consistency Decoder) is 2.5 GB, a kl-f8 VAE 335 MB.
 MAX_UNKNOWN_SIZE = 8 << 30
@@ -85,44 +89,6 @@ WEBUI_LISTS = (".safetensors", ".ckpt", ".pt")  # A1111's VAE globs; .pth/.bin a
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 Progress = Callable[[int, "int | None"], None]
-
-
-@dataclass
-class DownloadResult:
-    path: str
-    filename: str
-    sha256: str                     # of the bytes downloaded (for a converted pickle: of the pickle)
-    size: int
-    url: str | None                 # the source URL (query stripped), None when already present
-    verified: bool                  # the SHA-256 matched an expected one
-    expected_from: str | None       # where the expected SHA-256 came from: "catalog", "argument", "server"
-    already_present: bool = False
-    resumed_from: int = 0           # bytes already on disk when the transfer (re)started
-    attempts: int = 1
-    seconds: float = 0.0
-    entry: Any = None               # the catalog entry the bytes are (by SHA-256), if any
-    info: Any = None                # vae_lab.identity.identify.VaeInfo, when identification ran
-    info_error: str | None = None
-    converted_from: str | None = None  # the downloaded pickle's name, converted to safetensors (never published)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def short_hash(self) -> str:
-        return self.sha256[:10]
-
-    def to_dict(self) -> dict[str, Any]:
-        info = self.info.to_dict() if self.info is not None else None
-        return {
-            "path": self.path, "filename": self.filename, "sha256": self.sha256,
-            "short_hash": self.short_hash, "size": self.size, "url": self.url, "verified": self.verified,
-            "expected_from": self.expected_from, "already_present": self.already_present,
-            "resumed_from": self.resumed_from, "attempts": self.attempts, "seconds": round(self.seconds, 3),
-            "known": self.entry.id if self.entry else None,
-            "known_name": self.entry.name if self.entry else None,
-            "family": (self.entry.family if self.entry else None) or (info or {}).get("family"),
-            "info": info, "info_error": self.info_error, "converted_from": self.converted_from,
-            "warnings": list(self.warnings),
-        }
 
 
 # --------------------------------------------------------------------------- places
@@ -230,87 +196,12 @@ class _Reporter:
             self.bar = None
 
 
-class _Body:
-    """The response body as decoded blocks. `Accept-Encoding: identity` is asked for; a server that
-    compresses anyway (gzip/deflate) is decoded here, in bounded steps (a gzip bomb is cut off by
-    the size limit like any oversized body, never inflated in memory at once)."""
-
-    DECODABLE = ("gzip", "x-gzip", "deflate")
-
-    def __init__(self, resp):
-        self.encoding = (resp.headers.get("Content-Encoding") or "identity").strip().lower()
-        if self.encoding not in ("", "identity") + self.DECODABLE:
-            raise DownloadRefused(
-                f"the server compressed the file ({self.encoding}) although VAE Lab asked for none, "
-                "in a form it cannot decode"
-            )
-        fp = getattr(resp.raw, "_fp", None)
-        if fp is not None and hasattr(fp, "read1"):
-            # http.client's read1: one system call per block, whatever has arrived (up to CHUNK).
-            # Progress and cancellation stay responsive on slow links and no received byte is lost.
-            self._raw = lambda: fp.read1(CHUNK)
-        else:
-            self._raw = lambda: resp.raw.read(CHUNK, decode_content=False)
-        self._inflate = zlib.decompressobj(47) if self.encoding in self.DECODABLE else None  # 47: gzip or zlib
-        self._tail = b""
-
-    @property
-    def encoded(self) -> bool:
-        return self._inflate is not None
-
-    def read(self) -> bytes:
-        if self._inflate is None:
-            return self._raw()
-        while True:
-            data = self._tail or self._raw()
-            if not data:
-                if not self._inflate.eof:
-                    raise Transient("the compressed response ended early")
-                return b""
-            try:
-                out = self._inflate.decompress(data, CHUNK)
-            except zlib.error:
-                raise DownloadRefused(f"the server's {self.encoding} data is corrupt") from None
-            self._tail = self._inflate.unconsumed_tail
-            if out:
-                return out
-            if self._inflate.eof:
-                return b""
-
-
-def _range_start(value: str | None) -> int | None:
-    m = re.match(r"bytes\s+(\d+)-\d+/(\d+|\*)", value or "")
-    return int(m.group(1)) if m else None
-
-
-def _range_total(value: str | None) -> int | None:
-    m = re.search(r"/(\d+)\s*$", value or "")
-    return int(m.group(1)) if m else None
-
-
-def _validator(headers) -> str | None:
-    """What If-Range may carry: a strong ETag, else Last-Modified (RFC 9110 §13.1.5)."""
-    etag = headers.get("ETag")
-    if etag and not etag.startswith("W/"):
-        return etag
-    return headers.get("Last-Modified") or None
-
-
 def source_key(url: str) -> str:
     """Which URL a partial came from, without storing the URL (signed URLs, ?token=)."""
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
 
 
 # --------------------------------------------------------------------------- the transfer
-
-
-@dataclass
-class _Received:
-    """A complete, size- and hash-checked partial, still hidden and still locked."""
-
-    partial: PartialFile
-    sha256: str
-    size: int
 
 
 class _Transfer:
@@ -359,7 +250,10 @@ class _Transfer:
         self.filename = check_filename(name)
         self.reporter.label = self.filename
         partial = PartialFile(self.dest, self.filename)
-        partial.acquire(self.cancelled, self.limits.lock_wait)
+        wait, left = self.limits.lock_wait, self.limits.left()
+        if left is not None:  # waiting for another download counts against the deadline too
+            wait = max(left, 0.0) if wait is None else min(wait, max(left, 0.0))
+        partial.acquire(self.cancelled, wait)
         self.partial = partial
         final = self.dest / self.filename
         if final.exists() and self.expected.sha256:
@@ -383,44 +277,16 @@ class _Transfer:
         )
 
     def _resume_state(self) -> None:
-        """After a restart: hash the partial once so the running hash covers its bytes. It is kept
-        if it can be resumed safely (same source and expected file, a validator, a plausible
-        start), or if it already is the whole expected file (its SHA-256 says so)."""
-        meta = self.partial.read_meta()
-        validator = meta.get("validator") if isinstance(meta.get("validator"), str) else None
-        same = meta.get("source") == source_key(self.url) and (
-            not self.expected.sha256 or meta.get("sha256") in (None, self.expected.sha256))
-        h = hashlib.sha256()
-        size = 0
-        with open(self.partial.part, "rb") as f:
-            try:
-                check_payload_start(f.read(64), self.filename)
-                plausible = True
-            except DownloadError:
-                plausible = False
-            f.seek(0)
-            while plausible and (b := f.read(CHUNK)):
-                h.update(b)
-                size += len(b)
-        if plausible and self.expected.sha256 and h.hexdigest() == self.expected.sha256:
-            self.hasher, self.done, self.complete = h, size, True  # killed between the last byte and publishing
-            return
-        if not (plausible and same and validator):
-            size = 0  # a partial of something else, or of an unknown version: start over
-            h = hashlib.sha256()
-        if size != self.partial.size():
-            self.partial.truncate(size)
-        self.hasher, self.done = h, size
-        self.validator = validator if size else None
-        total = meta.get("total")
-        self.total = total if size and isinstance(total, int) else None
+        point = self.partial.resume_point(source_key(self.url), self.expected.sha256)
+        self.hasher, self.done, self.validator, self.total = point.hasher, point.size, point.validator, point.total
+        self.complete = point.complete
 
     def _restart(self) -> None:
         self.partial.truncate(0)
         self.hasher, self.done, self.validator = hashlib.sha256(), 0, None
 
     # ---- the loop
-    def run(self) -> _Received | DownloadResult:
+    def run(self) -> Received | DownloadResult:
         if not self.filename:
             # A URL that ends in a weights-file name (Hugging Face /resolve/ links) names the file
             # before any request, so the lock is taken first; otherwise (Civitai API links) the
@@ -511,17 +377,17 @@ class _Transfer:
         """Stream `resp` into the partial, starting at `offset` (what is on disk)."""
         code, headers = resp.status_code, resp.headers
         if code == 416:
-            total = _range_total(headers.get("Content-Range"))
+            total = range_total(headers.get("Content-Range"))
             if offset and total == offset:
                 self.total = total
                 return  # the partial is already complete
             self._restart()
             raise Transient("the server refused the resume range; starting over")
-        body = _Body(resp)
+        body = Body(resp)
         content_type = headers.get("Content-Type", "").split(";")[0].strip().lower()
-        validator = None if body.encoded else _validator(headers)  # Range counts encoded bytes: no resume
+        validator = None if body.encoded else validator_of(headers)  # Range counts encoded bytes: no resume
         if code == 206:
-            start, total = _range_start(headers.get("Content-Range")), _range_total(headers.get("Content-Range"))
+            start, total = range_start(headers.get("Content-Range")), range_total(headers.get("Content-Range"))
             if start != offset:
                 raise Transient(f"the server resumed at byte {start}, not {offset}")
             if validator != self.validator:  # the server ignored If-Range and the file changed
@@ -545,7 +411,7 @@ class _Transfer:
                                 sha256=self.expected.sha256)
         self._stream(body, start, content_type)
 
-    def _stream(self, body: _Body, start: int, content_type: str) -> None:
+    def _stream(self, body: Body, start: int, content_type: str) -> None:
         if start == 0:
             self.hasher, self.done = hashlib.sha256(), 0
         limit = self.expected.size if self.expected.size is not None else self.total
@@ -581,7 +447,7 @@ class _Transfer:
         if self.total is not None and self.done < self.total:
             raise Transient(f"connection closed at {self.done:,} of {self.total:,} bytes")
 
-    def _first_block(self, body: _Body, chunk: bytes) -> bytes:
+    def _first_block(self, body: Body, chunk: bytes) -> bytes:
         """At least 64 bytes (or the whole body) to judge the format on."""
         while chunk and len(chunk) < 64:
             self._check_cancel_and_deadline()
@@ -600,7 +466,7 @@ class _Transfer:
             raise DownloadRefused(f"the server sent an empty file for {self.filename}")
         return chunk
 
-    def _verified(self) -> _Received:
+    def _verified(self) -> Received:
         size = self.partial.size()
         if size != self.done:
             raise DownloadRefused(f"{self.filename}: the partial file changed while downloading")
@@ -613,128 +479,11 @@ class _Transfer:
                 f"{self.expected.sha256[:16]}… ({self.expected.source}); the download was deleted"
             )
         self.reporter.report(self.done, self.total, force=True)
-        return _Received(self.partial, digest, size)
+        return Received(self.partial, digest, size, self.url, bool(self.expected.sha256), self.expected.source,
+                        self.resumed_from, self.attempts, self.t0)
 
 
 # --------------------------------------------------------------------------- publishing
-
-
-def _identify_hidden(received: _Received, filename: str, entry) -> tuple[Any, str | None]:
-    """(VaeInfo, None) or (None, why) for the hidden partial; refuses a file that is not a VAE.
-
-    A file whose SHA-256 the catalog knows is kept even if it cannot be identified (the catalog
-    vouches for it); anything else must load as a VAE before it gets its name."""
-    from vae_lab.identity import identify as _id
-
-    part = str(received.partial.part)
-    remember_sha256(part, received.sha256)  # identify reads no byte twice
-    try:
-        return _id.inspect(part), None
-    except BadVaeFile as err:
-        why = str(err).replace(part, filename)
-    except Exception as err:  # a reader's bug must not publish an unchecked file
-        why = f"{filename}: could not be checked as a VAE ({type(err).__name__})"
-        log.warning("identifying the download %s failed", filename, exc_info=True)
-    if entry is None:
-        raise DownloadRefused(f"{why}; the downloaded file was deleted")
-    return None, why
-
-
-def _publish(received: _Received, transfer: _Transfer, *, identify: bool, to_safetensors: bool) -> DownloadResult:
-    filename = transfer.filename
-    dest = transfer.dest
-    entry = catalog.known_by_sha256(received.sha256)
-    info, info_error = _identify_hidden(received, filename, entry) if identify else (None, None)
-    result = DownloadResult(
-        path=str(dest / filename), filename=filename, sha256=received.sha256, size=received.size,
-        url=show_url(transfer.url), verified=bool(transfer.expected.sha256), expected_from=transfer.expected.source,
-        resumed_from=transfer.resumed_from, attempts=transfer.attempts, seconds=time.monotonic() - transfer.t0,
-        entry=entry, info=info, info_error=info_error,
-    )
-    if to_safetensors and not filename.lower().endswith(".safetensors") and _convert_hidden(received, result):
-        received.partial.discard()
-        return result
-    final = dest / filename
-    try:
-        received.partial.publish(final)
-    except FileExistsError:
-        existing = file_sha256(final)
-        received.partial.discard()
-        if existing != received.sha256:
-            raise DestinationTaken(
-                f"a different file named {filename} already exists in {dest} (SHA-256 {existing[:10]}…, "
-                f"downloaded {received.sha256[:10]}…); nothing was changed — save it under another name (--filename)"
-            ) from None
-        result.already_present = True
-    _remember_identity(final, received.sha256, info)
-    return result
-
-
-def _remember_identity(final: Path, sha256: str, info) -> None:
-    """The published file's hashes into the cache; its info now names the published path."""
-    remember_sha256(final, sha256)
-    if info is None:
-        return
-    hidden = info.path
-    info.path = str(final)
-    for f in info.files:
-        if f.get("path") == hidden:
-            f["path"] = str(final)
-    try:
-        from vae_lab.identity.identify import HashCache
-
-        HashCache().put("weights_id", [str(final)], info.weights_id)
-    except OSError:
-        pass
-
-
-def _convert_hidden(received: _Received, result: DownloadResult) -> bool:
-    """Publish a downloaded pickle as `<stem>.safetensors` only (the pickle never gets a name)."""
-    from vae_lab.files.convert import convert
-
-    dst = Path(result.path).with_suffix(".safetensors")
-    try:
-        convert(str(received.partial.part), str(dst), source_name=result.filename)
-    except VaeLabError as err:
-        result.warnings.append(f"not converted to safetensors: {str(err).replace(str(received.partial.part), result.filename)}")
-        return False
-    result.converted_from = result.filename
-    result.path, result.filename = str(dst), dst.name
-    if result.info is not None:
-        from vae_lab.identity.identify import inspect
-
-        try:
-            result.info = inspect(dst)
-        except VaeLabError as err:
-            result.info, result.info_error = None, str(err)
-    return True
-
-
-def _convert_present(result: DownloadResult, identify: bool) -> None:
-    """A pickle that was already there: add a safetensors copy next to it (it is the user's file)."""
-    from vae_lab.files.convert import convert
-
-    src = Path(result.path)
-    dst = src.with_suffix(".safetensors")
-    try:
-        convert(str(src), str(dst))
-    except VaeLabError as err:
-        result.warnings.append(f"not converted to safetensors: {err}")
-        return
-    result.converted_from = src.name
-    result.path, result.filename = str(dst), dst.name
-    result.warnings.append(f"{src.name} was already there and is kept next to {dst.name}")
-    if identify:
-        _identify_present(result)
-
-
-def _identify_present(result: DownloadResult) -> None:
-    from vae_lab.identity.identify import inspect
-
-    try:
-        result.info = inspect(result.path)
-    except VaeLabError as err:
-        result.info_error = str(err)
 
 
 # --------------------------------------------------------------------------- public API
@@ -882,9 +631,9 @@ def download(
         if result.entry is None:
             result.entry = catalog.known_by_sha256(result.sha256)
         if to_safetensors and not result.filename.lower().endswith(".safetensors"):
-            _convert_present(result, identify)
+            convert_present(result, identify)
         elif identify:
-            _identify_present(result)
+            identify_present(result)
     _warn_same_basename(result, dest)
     if not result.filename.lower().endswith(WEBUI_LISTS):
         result.warnings.append(
@@ -905,7 +654,7 @@ def _run(transfer: _Transfer, *, identify: bool, to_safetensors: bool) -> Downlo
         got = transfer.run()
         if isinstance(got, DownloadResult):
             return got
-        return _publish(got, transfer, identify=identify, to_safetensors=to_safetensors)
+        return publish(got, identify=identify, to_safetensors=to_safetensors)
     except OSError as err:  # disk full, permissions: one line, keep what can be resumed
         where = err.filename or (transfer.partial.part if transfer.partial else transfer.dest)
         wrapped = DownloadInterrupted(f"cannot use {where}: {err.strerror or err}{transfer.kept_note()}",
@@ -932,74 +681,3 @@ def _warn_same_basename(result: DownloadResult, dest: Path) -> None:
                 )
 
 
-class DownloadJob:
-    """A download on a background thread, for UIs: poll `status()`, call `cancel()`.
-
-        job = DownloadJob("sdxl-vae-fp16-fix", vae_dir, tokens=policy, on_done=refresh).start()
-        job.status()  # {"state": "running", "done_bytes": …, "total_bytes": …, "fraction": …}
-    """
-
-    def __init__(self, source: str, dest_dir=None, **kwargs):
-        self.source, self.dest_dir, self.kwargs = source, dest_dir, kwargs
-        self.kwargs.setdefault("console", False)
-        self._user_progress = self.kwargs.pop("progress", None)
-        self._cancel = threading.Event()
-        self.done_bytes, self.total_bytes = 0, None
-        self.result: DownloadResult | None = None
-        self.exception: DownloadError | None = None
-        self._thread = threading.Thread(target=self._run, name=f"vae-lab-download {source}", daemon=True)
-
-    def start(self) -> "DownloadJob":
-        self._thread.start()
-        return self
-
-    def _progress(self, done: int, total: int | None) -> None:
-        self.done_bytes, self.total_bytes = done, total
-        if self._user_progress is not None:
-            self._user_progress(done, total)
-
-    def _run(self) -> None:
-        try:
-            self.result = download(self.source, self.dest_dir, progress=self._progress, cancel=self._cancel,
-                                   **self.kwargs)
-        except DownloadError as err:
-            self.exception = err
-        except VaeLabError as err:
-            self.exception = DownloadError(str(err))
-        except Exception as err:  # keep the UI alive; the message is still one line
-            log.exception("download of %s failed unexpectedly", self.source)
-            self.exception = DownloadError(f"unexpected error: {type(err).__name__}")
-
-    @property
-    def error(self) -> str | None:
-        return str(self.exception) if self.exception is not None else None
-
-    @property
-    def cancelled(self) -> bool:
-        return isinstance(self.exception, DownloadCancelled)
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def status(self) -> dict[str, Any]:
-        if self.running or (self.result is None and self.exception is None):
-            state = "running"
-        elif self.result is not None:
-            state = "done"
-        else:
-            state = "cancelled" if self.cancelled else "failed"
-        total = self.total_bytes
-        return {
-            "state": state, "source": self.source, "done_bytes": self.done_bytes, "total_bytes": total,
-            "fraction": (self.done_bytes / total) if total else None, "error": self.error,
-            "kept_bytes": getattr(self.exception, "kept_bytes", 0) if self.exception is not None else 0,
-            "result": self.result.to_dict() if self.result is not None else None,
-        }

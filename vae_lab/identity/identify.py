@@ -164,7 +164,7 @@ class HashCache:
             self._loaded().setdefault(key, {})[kind] = value
             try:
                 self._entries = self._file.update(add)["entries"]
-            except Exception as err:  # OSError, a lock timeout: the cache only ever saves time
+            except OSError as err:  # also filelock.Timeout: the cache only ever saves time
                 log.debug("hash cache not written: %s", err)
 
 

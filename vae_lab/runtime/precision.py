@@ -127,13 +127,13 @@ class PrecisionMemory:
 
         try:
             self._file.update(add)
-        except Exception as err:  # a read-only state dir, a lock timeout: costs a retry next time, nothing more
+        except OSError as err:  # a read-only state dir, a lock timeout: costs a retry next time, nothing more
             log.debug("precision memory not written: %s", err)
 
     def forget(self, weights_id: str) -> None:
         try:
             self._file.update(lambda data: data.pop(weights_id, None) and None)
-        except Exception as err:
+        except OSError as err:
             log.debug("precision memory not written: %s", err)
 
 

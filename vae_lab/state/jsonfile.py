@@ -27,7 +27,8 @@ import json
 import logging
 import os
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vae_lab.files.atomic import create_temp, remove_quietly
 

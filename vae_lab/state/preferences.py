@@ -28,7 +28,7 @@ class PreferencesError(VaeLabError):
 def _clean(data) -> dict[str, str]:
     prefs = require_dict(data).get("checkpoints")
     if not isinstance(prefs, dict):
-        raise ValueError("no 'checkpoints' table")
+        raise TypeError("no 'checkpoints' table")
     return str_dict(prefs)
 
 
@@ -59,5 +59,5 @@ class Preferences:
 
         try:
             self._file.update(change)
-        except Exception as err:  # OSError, a lock held too long by a hung process
+        except OSError as err:  # also filelock.Timeout: a lock held too long by a hung process
             raise PreferencesError(f"cannot write VAE preferences {self.path}: {err}") from None
