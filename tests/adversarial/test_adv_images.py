@@ -166,14 +166,15 @@ def test_tab_upload_goes_through_the_same_loader(tmp_path, vae):
 
     from vae_lab.errors import VaeLabError
     from vae_lab.files.imaging import MAX_IMAGE_PIXELS
-    from vae_lab.ui import tab
+    from vae_lab.ui import tab, vae_ids
 
     logic = tab.TabLogic(tab.UiContext(vae_dirs=[str(tmp_path)], last_latents=lambda: None))
+    chosen = [vae_ids.vae_id(e) for e in logic.context.entries()]  # the ids the page is given
     args = (tab.ENCODER_FIRST, "fp32", "off", tab.NO_REFERENCE)
-    req = logic.request(tab.SOURCE_IMAGE, _gray16(32768, "I;16"), None, [str(vae)], *args)
+    req = logic.request(tab.SOURCE_IMAGE, _gray16(32768, "I;16"), None, chosen, *args)
     assert req.image.shape == (4, 4, 3) and np.all(req.image == 128)
     rotated = H.jpeg_with_orientation(tmp_path / "rot.jpg", 32, 16, 6)
     with Image.open(rotated) as im:
-        assert logic.request(tab.SOURCE_IMAGE, im, None, [str(vae)], *args).image.shape == (32, 16, 3)
+        assert logic.request(tab.SOURCE_IMAGE, im, None, chosen, *args).image.shape == (32, 16, 3)
     with pytest.raises(VaeLabError, match="pixels"):
-        logic.request(tab.SOURCE_IMAGE, Image.new("L", (MAX_IMAGE_PIXELS // 1000 + 1, 1000)), None, [str(vae)], *args)
+        logic.request(tab.SOURCE_IMAGE, Image.new("L", (MAX_IMAGE_PIXELS // 1000 + 1, 1000)), None, chosen, *args)
