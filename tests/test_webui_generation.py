@@ -332,20 +332,20 @@ def test_hires_checkpoint_switch_mid_generation_keeps_the_choice(lab):
     from modules import sd_models, sd_vae
 
     seen = []
-    import vae_lab.webui as w
+    from vae_lab.webui import swap
 
-    real = w.swap_vae
+    real = swap.swap_vae
 
     def spy(model, vae_file, **kw):
         seen.append((model.sd_checkpoint_info.name, vae_file and vae_file.rsplit("/", 1)[-1]))
         return real(model, vae_file, **kw)
 
-    w.swap_vae = spy
+    swap.swap_vae = spy
     try:
         res = lab.webui.txt2img(seed=4, enable_hr=True, hr_checkpoint_name="sdxl_base.safetensors",
                                 scripts={"VAE Lab": [True, "b.safetensors", []]})
     finally:
-        w.swap_vae = real
+        swap.swap_vae = real
     assert "VAE: b.safetensors" in res.processed.infotexts[0]
     assert ("sdxl_base.safetensors", "b.safetensors") in seen  # re-applied to the hires model
     assert sd_models.model_data.sd_model.sd_checkpoint_info.name == "sdxl_base.safetensors"

@@ -1,0 +1,73 @@
+"""The comparison tab inside the WebUI: `vae_lab.ui.tab` with the WebUI's folders, lock and
+Settings, plus the loaded checkpoint's preference and "VAE in use" line."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from vae_lab.errors import VaeLabError
+from vae_lab.runtime import last_latents
+from vae_lab.webui import checkpoint, settings, vaes
+from vae_lab.webui.checkpoint import NO_PREFERENCE
+from vae_lab.webui.script import TITLE, current_status
+from vae_lab.webui.vaes import CHECKPOINT_VAE
+
+
+def _tab_extra(tab_ui) -> None:
+    """Per-checkpoint controls and the "VAE in use" line inside the comparison tab."""
+    with gr.Group():
+        gr.Markdown("**Loaded checkpoint**")
+        line = gr.Markdown(current_status, elem_id="vae_lab_in_use")
+        with gr.Row():
+            pref = gr.Dropdown(label="Preferred VAE for this checkpoint",
+                               choices=[NO_PREFERENCE, CHECKPOINT_VAE] + vaes.vae_names(),
+                               value=checkpoint.current_preference, elem_id="vae_lab_checkpoint_pref")
+            save = gr.Button("Save preference", elem_id="vae_lab_checkpoint_pref_save")
+
+    def do_save(value):
+        from modules import call_queue
+
+        try:
+            with call_queue.queue_lock:  # never swap under a running generation
+                msg = checkpoint.set_checkpoint_preference(value)
+        except VaeLabError as err:
+            msg = f"Error: {err}"
+        return msg
+
+    save.click(fn=do_save, inputs=[pref], outputs=[line])
+    tab_ui.components["checkpoint_preference"] = pref
+
+
+def _settings_vae_lists() -> list:
+    """The Settings "SD VAE" dropdown (also the quicksettings one), refreshed after a download."""
+    from modules import shared
+
+    comp = (getattr(shared, "settings_components", None) or {}).get("sd_vae")
+    if comp is None:
+        return []
+    return [(comp, lambda: {"choices": ["Automatic", "None"] + vaes.vae_names()})]
+
+
+def ui_context():
+    from modules import call_queue, shared
+
+    from vae_lab.ui import tab as ui
+
+    return ui.UiContext(
+        vae_dirs=vaes.vae_dirs(),
+        download_dir=vaes.download_dir(),
+        on_vaes_changed=vaes.refresh_vae_list,
+        last_latents=last_latents.get,
+        extra=_tab_extra,
+        device=str(getattr(shared, "device", "") or "") or None,
+        lock=call_queue.queue_lock,  # a comparison waits for a running generation (and vice versa)
+        tokens=settings.tokens,  # the Settings tokens reach the tab's downloads
+        precision=settings.default_precision,
+        vae_list_outputs=_settings_vae_lists,
+    )
+
+
+def on_ui_tabs():
+    from vae_lab.ui import tab as ui
+
+    return [(ui.build_tab(ui_context()), TITLE, "vae_lab")]
