@@ -125,7 +125,7 @@ def test_unknown_vae_name_is_a_clear_comment_and_changes_nothing(lab):
     res = run_p(make_p(lab, True, "bad.safetensors", []))
     comment = next(c for c in res.comments.splitlines() if "bad.safetensors" in c)
     assert "\n" not in comment and "generating with the checkpoint's own VAE" in comment
-    assert sd_vae.loaded_vae_file is None and "VAE:" not in res.infotexts[0]
+    assert sd_vae.loaded_vae_file is None and _infotext_vae(res.infotexts[0]) == (None, None)
     assert all(torch.equal(v, before[k]) for k, v in vae_weights(shared.sd_model).items())
 
 
@@ -228,7 +228,7 @@ def test_also_decode_with_samples_once(lab, monkeypatch):
         ("b.safetensors", file_sha256(lab.vae("b"))[:10]),
         (None, None),
     ] * 2
-    assert "VAE Lab: extra decode" in res.infotexts[1] and "VAE Lab" not in res.infotexts[0]
+    assert "VAE Lab: extra decode" in res.infotexts[1] and "VAE Lab: extra decode" not in res.infotexts[0]
     assert "16-channel" in res.comments
     seeds = [processing_seed(t) for t in res.infotexts]
     assert seeds[0] == seeds[1] == seeds[2] and seeds[3] == seeds[4] == seeds[5] and seeds[0] != seeds[3]

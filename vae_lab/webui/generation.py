@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 AS_IN_SETTINGS = "As in Settings"  # per-generation default: no swap
 EXTRA_LABEL_KEY = "VAE Lab"  # infotext key marking an extra decode
+NOTE_KEY = "VAE Lab note"  # infotext key carrying what VAE Lab has to say about this generation
+GRID_SCRIPTS = ("X/Y/Z plot",)  # scripts that keep only the first image of each generation they run
 
 
 @dataclass
@@ -55,11 +57,34 @@ def gen_state(p) -> GenState:
 
 
 def comment(p, message: str) -> None:
+    """Tell every reader of this generation: the console, the UI (`p.comment`), and API callers
+    and the images themselves (the WebUI's `info` has no comments, but has the infotext and
+    `extra_generation_params`, so the note goes there under NOTE_KEY)."""
     log.warning("VAE Lab: %s", message)
     try:
         p.comment(message)
     except Exception:
         pass
+    params = getattr(p, "extra_generation_params", None)
+    if isinstance(params, dict):
+        notes = params.get(NOTE_KEY)
+        notes = notes if isinstance(notes, str) and notes else ""
+        if message not in notes:
+            params[NOTE_KEY] = f"{notes}; {message}" if notes else message
+
+
+def selected_script_title(p) -> str | None:
+    """The title of the "Script" dropdown's choice running this generation (e.g. "X/Y/Z plot"), or None."""
+    try:
+        index = int(p.script_args[0] or 0)
+        return p.scripts.selectable_scripts[index - 1].title() if index > 0 else None
+    except Exception:  # no script runner (a bare p), odd script_args
+        return None
+
+
+def _saves_images(p) -> bool:
+    save = getattr(p, "save_samples", None)
+    return bool(save()) if callable(save) else False
 
 
 def parse_also(also) -> list[str]:
@@ -91,17 +116,29 @@ def before_process(p, enabled=False, vae=AS_IN_SETTINGS, also=None):
                 _guard_close(p)
         except VaeLabError as err:
             comment(p, f"{err}; generating with {display(host.loaded_vae_file(model))}")
-    st.main_file = host.loaded_vae_file(model)
     if enabled:
         for name in parse_also(also):
             try:
                 path = vaes.resolve_name(name)
-                if vaes.same_file(path, st.main_file) or any(vaes.same_file(path, e.path) for e in st.extras):
+                if any(vaes.same_file(path, e.path) for e in st.extras):
                     continue
                 vaes.checked(model, path)
                 st.extras.append(Extra(os.path.basename(path) if path else CHECKPOINT_VAE, path, vaes.vae_hash(path)))
             except VaeLabError as err:
                 comment(p, f"'also decode with' skips {name}: {err}")
+        grid = selected_script_title(p)
+        if st.extras and grid in GRID_SCRIPTS:
+            names = ", ".join(e.label for e in st.extras)
+            if host.option("return_grid", True) and not getattr(p, "do_not_save_grid", False):
+                # the WebUI makes each cell's images into one small grid, and the plot shows that
+                comment(p, f"{grid}: each cell shows its main image first, then the extra decodes with {names}")
+            elif _saves_images(p):
+                comment(p, f"{grid} keeps one image per cell: the extra decodes with {names} are not in the grid; "
+                           "they are saved with the other images")
+            else:
+                comment(p, f"{grid} keeps one image per cell: the extra decodes with {names} were not decoded "
+                           "(nothing would show them with saving off); compare VAEs with the plot's VAE axis")
+                st.extras = []
         if st.extras:
             _install_infotext_fields(p, st)
 
@@ -118,12 +155,15 @@ def _guard_close(p) -> None:
 
 
 def process(p, *args):
-    """Right after the WebUI captured `p.sd_vae_name/hash`: replace its possibly stale hash."""
+    """Right after the WebUI applied `override_settings` and captured `p.sd_vae_name/hash`:
+    the VAE in the model now is the main one (an explicit sd_vae override beats the accordion);
+    replace the WebUI's possibly stale hash."""
     host = state.current().host
     if host.unsupported():
         return
     model = host.current_model()
     current = host.loaded_vae_file(model)
+    gen_state(p).main_file = current
     if host.main_vae_name(p) and current:
         host.record_main_vae(p, host.main_vae_name(p), vaes.vae_hash(current) or host.main_vae_hash(p))
 
@@ -180,16 +220,22 @@ def post_sample(p, ps, *args):
             comment(p, "'also decode with' needs the latents, but hires fix already decoded them; extra decodes skipped")
             st.extras = []
         return
+    # The main images are decoded by the WebUI right after this hook, by the VAE in the model
+    # now (after overrides and the accordion's swap): that is the one to put back.
+    st.main_file = host.loaded_vae_file(model)
     _keep_latents(p, st, samples, model)
     st.pending = {}
-    if not st.extras:
+    extras = [e for e in st.extras if not vaes.same_file(e.path, st.main_file)]
+    if not extras:
         return
     from modules import shared
 
     main_source = session.status.source
     try:
-        for extra in st.extras:
+        for i, extra in enumerate(extras):
             if shared.state.interrupted or shared.state.stopping_generation:
+                names = ", ".join(e.label for e in extras[i:])
+                comment(p, f"interrupted: 'also decode with' {names} not decoded for the last batch")
                 break
             try:
                 swap.swap_vae(model, extra.path, source="'also decode with' (VAE Lab)", check=False)
