@@ -36,6 +36,11 @@ def _tab_extra(tab_ui) -> None:
 
     save.click(fn=do_save, inputs=[pref], outputs=[line])
     tab_ui.components["checkpoint_preference"] = pref
+    # The WebUI's ui-config.json records each control's first value and puts it back over the one
+    # the control is built with: these two show Settings / the loaded checkpoint, never a copy.
+    for comp in (tab_ui.components.get("precision"), pref):
+        if comp is not None:
+            comp.do_not_save_to_config = True
 
 
 def _settings_vae_lists() -> list:
