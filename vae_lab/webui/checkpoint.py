@@ -127,6 +127,7 @@ def set_checkpoint_preference(vae: str | None, *, apply: bool = True) -> str:
         vaes.check_compatible(model, path).raise_if_refused()
     was_applied = session.status.source.startswith("VAE Lab's preference")
     preferences().set(key, vae)
+    show_preference_in_settings(vae)  # Settings, /sdapi/v1/options and the tab show the same preference
     if vae is None:
         if was_applied and not host.unsupported():  # hand the choice back to the WebUI's own rules
             chosen, source = host.webui_choice(model)

@@ -79,7 +79,9 @@ class VaeLabScript(scripts.Script):
             return gr.update(choices=vae_choices()), gr.update(choices=extra_choices()), current_status()
 
         refresh.click(fn=do_refresh, inputs=[], outputs=[vae, also, info])
+        enabled.change(fn=current_status, inputs=[], outputs=[info], queue=False)  # fresh when opened
         if not self.infotext_fields:  # the API calls ui() again in a throwaway Blocks: keep the real ones
+            state.current().status_views.append(info)  # the tab's changes update it too
             # The label "VAE" (a string key) claims the infotext's VAE for the accordion, so the paste
             # offers no "VAE" override chip, whose sd_vae override the WebUI may never restore.
             self.infotext_fields = [(enabled, "VAE"), (vae, paste_vae)]

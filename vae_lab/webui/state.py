@@ -55,7 +55,7 @@ class Session:
     status: VaeStatus = field(default_factory=VaeStatus)
     active: ActiveSwap | None = None
     settings_shown: tuple | None = None  # (checkpoint, value) the Settings page last showed
-    listeners: list = field(default_factory=list)  # callables run after the VAE in use changes
+    status_views: list = field(default_factory=list)  # the accordions' "VAE in use" lines (txt2img, img2img)
 
     def ram_cache(self) -> RamCache:
         """The process-wide state-dict cache, sized by the Settings budget."""

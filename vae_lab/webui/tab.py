@@ -7,22 +7,39 @@ import gradio as gr
 
 from vae_lab.errors import VaeLabError
 from vae_lab.runtime import last_latents
-from vae_lab.webui import checkpoint, settings, vaes
+from vae_lab.webui import checkpoint, settings, state, vaes
 from vae_lab.webui.checkpoint import NO_PREFERENCE
 from vae_lab.webui.script import TITLE, current_status
 from vae_lab.webui.vaes import CHECKPOINT_VAE
 
 
 def _tab_extra(tab_ui) -> None:
-    """Per-checkpoint controls and the "VAE in use" line inside the comparison tab."""
+    """Per-checkpoint controls and the "VAE in use" line inside the comparison tab.
+
+    Saving here updates every place that shows the preference or the VAE in use (Settings, the
+    accordions); the hidden refresh button, clicked by javascript/vae_lab.js whenever the tab is
+    opened, catches changes made elsewhere (Settings, the checkpoint dropdown, the API)."""
+    from modules import shared
+
     with gr.Group():
         gr.Markdown("**Loaded checkpoint**")
         line = gr.Markdown(current_status, elem_id="vae_lab_in_use")
         with gr.Row():
-            pref = gr.Dropdown(label="Preferred VAE for this checkpoint",
-                               choices=[NO_PREFERENCE, CHECKPOINT_VAE] + vaes.vae_names(),
+            pref = gr.Dropdown(label="Preferred VAE for this checkpoint", choices=_pref_choices(),
                                value=checkpoint.current_preference, elem_id="vae_lab_checkpoint_pref")
             save = gr.Button("Save preference", elem_id="vae_lab_checkpoint_pref_save")
+        refresh = gr.Button("Refresh", elem_id="vae_lab_in_use_refresh", elem_classes=["vae-lab-hidden"])
+
+    setting = (getattr(shared, "settings_components", None) or {}).get(checkpoint.SETTING)
+    views = list(state.current().status_views)
+    outputs = [line, pref] + ([setting] if setting is not None else []) + views
+
+    def shown(message: str | None = None) -> list:
+        status, value = current_status(), checkpoint.current_preference()
+        out = [message or status, gr.update(value=value, choices=_pref_choices())]
+        if setting is not None:
+            out.append(gr.update(value=value))
+        return out + [status] * len(views)
 
     def do_save(value):
         from modules import call_queue
@@ -32,15 +49,20 @@ def _tab_extra(tab_ui) -> None:
                 msg = checkpoint.set_checkpoint_preference(value)
         except VaeLabError as err:
             msg = f"Error: {err}"
-        return msg
+        return shown(msg)
 
-    save.click(fn=do_save, inputs=[pref], outputs=[line])
+    save.click(fn=do_save, inputs=[pref], outputs=outputs)
+    refresh.click(fn=shown, inputs=[], outputs=outputs, queue=False)
     tab_ui.components["checkpoint_preference"] = pref
     # The WebUI's ui-config.json records each control's first value and puts it back over the one
     # the control is built with: these two show Settings / the loaded checkpoint, never a copy.
     for comp in (tab_ui.components.get("precision"), pref):
         if comp is not None:
             comp.do_not_save_to_config = True
+
+
+def _pref_choices() -> list[str]:
+    return [NO_PREFERENCE, CHECKPOINT_VAE] + vaes.vae_names()
 
 
 def _settings_vae_lists() -> list:
