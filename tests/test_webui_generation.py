@@ -363,3 +363,44 @@ def test_an_explicit_sd_vae_override_wins_for_that_generation(lab):
     res = run_p(p)
     assert _infotext_vae(res.infotexts[0])[0] == "c.safetensors"
     assert sd_vae.loaded_vae_file is None
+
+
+def test_checkpoint_vae_is_copied_once_per_checkpoint_not_per_generation(lab, monkeypatch):
+    """The WebUI's store_base_vae deep-copies the checkpoint's VAE at every swap away from it (and
+    forgets it at each restore); VAE Lab keeps one CPU copy per checkpoint in its RAM cache."""
+    from modules import processing, sd_vae, shared
+
+    import vae_lab.webui as w
+
+    own = vae_weights(shared.sd_model)
+    stored = []
+    real_store = sd_vae.store_base_vae
+
+    def store(model):  # the WebUI's deep copy
+        stored.append(model)
+        return real_store(model)
+
+    monkeypatch.setattr(sd_vae, "store_base_vae", store)
+    original = processing.StableDiffusionProcessingTxt2Img.sample
+    bases = []
+
+    def sample(self, *args, **kwargs):
+        bases.append(sd_vae.base_vae)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(processing.StableDiffusionProcessingTxt2Img, "sample", sample)
+    for name in ("a", "b", "a"):
+        run_p(make_p(lab, True, f"{name}.safetensors", []))
+        assert sd_vae.loaded_vae_file is None and sd_vae.base_vae is None  # as the WebUI's restore leaves it
+        assert all(torch.equal(v, own[k]) for k, v in vae_weights(shared.sd_model).items())
+    assert stored == [] and len(bases) == 3 and bases[0] is bases[1] is bases[2]
+    assert all(t.device.type == "cpu" and torch.equal(t, own[k]) for k, t in bases[0].items())
+    ckpt = shared.sd_model.sd_checkpoint_info.filename
+    assert ckpt in w.ram_cache()
+
+    # another checkpoint: its own copy, not the first one's
+    own_xl = vae_weights(lab.load_checkpoint("sdxl_base"))
+    run_p(make_p(lab, True, "xl_vae.safetensors", []))
+    assert len(bases) == 4 and bases[3] is not bases[0]
+    assert all(torch.equal(t, own_xl[k]) for k, t in bases[3].items())
+    assert sd_vae.loaded_vae_file is None and stored == []
