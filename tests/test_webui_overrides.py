@@ -10,9 +10,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from webui_lab import AS_IN_SETTINGS, file_sha256, images_equal, lab, make_p, run_p, vae_weights  # noqa: F401
+from webui_lab import AS_IN_SETTINGS, file_sha256, images_equal, lab, make_p, run_p  # noqa: F401  (lab: the fixture)
 
 NOTE_KEY = "VAE Lab note"
 
@@ -108,7 +107,7 @@ def test_xyz_vae_axis_with_extras_right_cells_and_the_extras_kept_or_reported(la
     assert [_params(t).get("VAE") for t in res.processed.infotexts[1:]] == ["a.safetensors", "b.safetensors"]
     note = res.info["extra_generation_params"][NOTE_KEY]
     assert "c.safetensors" in note and "X/Y/Z plot" in note and note in res.processed.comments
-    for cell, ref in zip(res.images[1:], plain.images[1:]):
+    for cell, ref in zip(res.images[1:], plain.images[1:], strict=True):
         assert ref.size == (64, 64)
         if return_grid:  # main | c, side by side: the main part is the cell without extras
             assert cell.size == (128, 64) and images_equal(cell.crop((0, 0, 64, 64)), ref)

@@ -64,7 +64,7 @@ def test_settings_api_and_tab_show_the_same_preference_and_vae_in_use(lab):
     assert {c._id for c in accordions} <= set(outputs)
 
     def by_id(values):
-        return dict(zip(outputs, values))
+        return dict(zip(outputs, values, strict=True))
 
     out = by_id(save("b.safetensors"))
     assert lab.api.get_options()["vae_lab_checkpoint_vae"] == "b.safetensors"

@@ -86,9 +86,11 @@ class Host(ABC):
 
     def hook_vae_list(self, also) -> None:
         """Have every refresh of the host's VAE list also run `also` (VAE Lab's download folder)."""
+        return None  # a host whose list VAE Lab cannot extend: refreshes show its own folders only
 
     def unhook_vae_list(self) -> None:
         """Undo `hook_vae_list` (Reload UI re-imports the script, which hooks again)."""
+        return None
 
     @abstractmethod
     def vae_folder(self) -> str:

@@ -80,9 +80,11 @@ def on_ui_settings() -> None:
         checkpoint.SETTING: shared.OptionInfo(
             NO_PREFERENCE, "Preferred VAE for the loaded checkpoint", gr.Dropdown, checkpoint_pref_choices,
             refresh=vaes.refresh_vae_list, onchange=call_queue.wrap_queued_call(on_checkpoint_vae_setting),
-        ).info("stored per checkpoint in VAE Lab's data; outranked by --vae-path and by a specific SD VAE when 'Selected VAE overrides per-model preferences' is on"),
+        ).info("stored per checkpoint in VAE Lab's data; outranked by --vae-path and by a specific SD VAE "
+               "when 'Selected VAE overrides per-model preferences' is on"),
         "vae_lab_refuse_wrong_family": shared.OptionInfo(
-            True, "Refuse VAEs of the wrong family for the loaded model").info("e.g. an SDXL VAE on an SD1 model; a VAE with the wrong latent channels is always refused"),
+            True, "Refuse VAEs of the wrong family for the loaded model",
+        ).info("e.g. an SDXL VAE on an SD1 model; a VAE with the wrong latent channels is always refused"),
         "vae_lab_hf_token": shared.OptionInfo(
             "", "Hugging Face token (gated downloads)", gr.Textbox, {"type": "password"}, restrict_api=True),
         "vae_lab_civitai_token": shared.OptionInfo(

@@ -55,15 +55,15 @@ class UiLoadsave:
             if field == "value" and key not in self.component_mapping:
                 self.component_mapping[key] = obj
 
-        if type(x) in (gr.Slider, gr.Checkbox, gr.Textbox, gr.Number):
+        if type(x) in (gr.Slider, gr.Checkbox, gr.Textbox, gr.Number):  # exact types, as the WebUI: subclasses differ
             apply_field(x, "value")
-        elif type(x) == gr.Radio:
+        elif type(x) is gr.Radio:
             apply_field(x, "value", lambda v: v in _choices(x))
-        elif type(x) == gr.Dropdown:
+        elif type(x) is gr.Dropdown:
             def check(v):
                 return all(i in _choices(x) for i in v) if getattr(x, "multiselect", False) else v in _choices(x)
             apply_field(x, "value", check)
-        elif type(x) == InputAccordion:
+        elif type(x) is InputAccordion:
             apply_field(x, "value")
 
     def add_block(self, x, path=""):
