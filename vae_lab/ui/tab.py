@@ -640,7 +640,7 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
                 reference = gr.Dropdown(refs, value=NO_REFERENCE, label="Reference VAE (decoded in fp32)",
                                         visible=False, elem_id="vae_lab_reference")
                 with gr.Row():
-                    precision = gr.Dropdown(PRECISIONS, value=context.default_precision(), label="Precision (auto: fp16 on GPU)",
+                    precision = gr.Dropdown(PRECISIONS, value=context.default_precision, label="Precision (auto: fp16 on GPU)",
                                             min_width=120, elem_id="vae_lab_precision")
                     tiling = gr.Dropdown(TILINGS, value="auto", label="Tiling", min_width=100, elem_id="vae_lab_tiling")
                 with gr.Row():
