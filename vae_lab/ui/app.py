@@ -1,4 +1,4 @@
-"""The standalone comparison app: the tab of `ui.py` in a page of its own.
+"""The standalone comparison app: the tab (`vae_lab.ui.tab`) in a page of its own.
 
 Inside the WebUI, A1111 loads `javascript/*.js` and `style.css` itself. Here the app does it:
 the CSS goes into `gr.Blocks(css=...)` and the script runs once from a page-load event with
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import socket
-from pathlib import Path
 
 from vae_lab.ui import gradio_compat as compat
 from vae_lab.errors import VaeLabError

@@ -1,0 +1,175 @@
+"""The tab's Gradio layout and event wiring: `build_tab(context)` returns a `gr.Blocks`
+(A1111 renders it as a tab through `on_ui_tabs`; the standalone app launches it).
+
+What the events do lives in `handlers.py`; the HTML in `render.py`; Gradio 3/4 differences
+in `gradio_compat.py`.
+"""
+
+# No `from __future__ import annotations` here: Gradio reads the `gr.Request` / `gr.Progress`
+# annotations of the event handlers at run time.
+from vae_lab.errors import VaeLabError
+from vae_lab.ui import gradio_compat as compat
+from vae_lab.ui.context import PRECISIONS, TabUi, UiContext
+from vae_lab.ui.handlers import (ENCODER_FIRST, ENCODER_OWN, NO_REFERENCE, SOURCE_IMAGE, SOURCES,
+                                 TILINGS, TabLogic)
+from vae_lab.ui.render import pair_labels
+
+
+def _frame(headers, rows):
+    """A Dataframe value with new headers (Gradio 3.41's `update` cannot change headers)."""
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=headers)
+
+
+def _error_md(err: Exception) -> str:
+    return f"⚠️ {err}"
+
+
+def build_tab(context: UiContext | None = None, **blocks_kwargs):
+    """The comparison tab as a `gr.Blocks` (A1111 renders it as a tab; the app launches it)."""
+    import gradio as gr
+
+    context = context or UiContext()
+    logic = TabLogic(context)
+    initial, refs, _ = logic.choices_for(SOURCE_IMAGE)
+
+    with gr.Blocks(analytics_enabled=False, **blocks_kwargs) as tab:
+        result_state = gr.State(None)
+        with gr.Row(elem_id="vae_lab_main", equal_height=False):
+            with gr.Column(scale=1, min_width=300, elem_id="vae_lab_inputs"):
+                source = gr.Radio(SOURCES, value=SOURCE_IMAGE, label="Input", elem_id="vae_lab_source")
+                image = compat.upload_image(type="numpy", label="Image", elem_id="vae_lab_image", height=260)
+                latent_file = gr.File(label="Latent file (.safetensors / .pt)", file_types=[".safetensors", ".pt"],
+                                      visible=False, elem_id="vae_lab_latent_file")
+                latent_note = gr.Markdown("", visible=False, elem_id="vae_lab_latent_note")
+                vaes = gr.CheckboxGroup(initial, value=[], label="VAEs", elem_id="vae_lab_vaes")
+                refresh = gr.Button("Refresh list", size="sm", elem_id="vae_lab_refresh")
+                encoder = gr.Radio([ENCODER_FIRST, ENCODER_OWN], value=ENCODER_FIRST, label="Round-trip encoder",
+                                   elem_id="vae_lab_encoder")
+                reference = gr.Dropdown(refs, value=NO_REFERENCE, label="Reference VAE (decoded in fp32)",
+                                        visible=False, elem_id="vae_lab_reference")
+                with gr.Row():
+                    precision = gr.Dropdown(PRECISIONS, value=context.default_precision(), label="Precision (auto: fp16 on GPU)",
+                                            min_width=120, elem_id="vae_lab_precision")
+                    tiling = gr.Dropdown(TILINGS, value="auto", label="Tiling", min_width=100, elem_id="vae_lab_tiling")
+                with gr.Row():
+                    run = gr.Button("Compare", variant="primary", scale=3, min_width=100, elem_id="vae_lab_run")
+                    stop = gr.Button("Stop", scale=1, min_width=60, elem_id="vae_lab_stop")
+                extra_column = gr.Column(elem_id="vae_lab_extra")
+            with gr.Column(scale=3, elem_id="vae_lab_outputs"):
+                status = gr.Markdown("", elem_id="vae_lab_status")
+                view = gr.HTML('<div class="vae-lab-empty">Upload an image (or pick latents), choose VAEs, press Compare.</div>',
+                               elem_id="vae_lab_view")
+                metrics = gr.Dataframe(headers=["VAE"], interactive=False, wrap=True, label="Metrics",
+                                       elem_id="vae_lab_metrics")
+                with gr.Row(elem_id="vae_lab_pair_controls"):
+                    pair_a = gr.Dropdown([], label="A", elem_id="vae_lab_pair_a")
+                    pair_b = gr.Dropdown([], label="B", elem_id="vae_lab_pair_b")
+                    gain = gr.Slider(1, 32, value=8, step=1, label="Difference gain", elem_id="vae_lab_gain")
+                    pair_btn = gr.Button("Compare A and B", elem_id="vae_lab_pair_run")
+                pair_view = gr.HTML("", elem_id="vae_lab_pair")
+                files = compat.file_output(label="Downloads: metrics (CSV, JSON) and grid (PNG)", visible=False,
+                                           elem_id="vae_lab_files")
+        with gr.Accordion("Get VAEs", open=False, elem_id="vae_lab_get"):
+            headers, rows = logic.catalog_rows()
+            catalog_df = gr.Dataframe(value=rows or None, headers=headers, interactive=False, wrap=True,
+                                      elem_id="vae_lab_catalog")
+            with gr.Row(equal_height=True):
+                pick = gr.Dropdown(logic.catalog_choices(), label="From the catalog", scale=2,
+                                   elem_id="vae_lab_catalog_pick")
+                url = gr.Textbox(label="…or any http(s) URL (Hugging Face, Civitai)", placeholder="https://",
+                                 scale=3, elem_id="vae_lab_url")
+                get = gr.Button("Download into the VAE folder", variant="primary", scale=1, min_width=120,
+                                elem_id="vae_lab_download")
+                get_stop = gr.Button("Cancel", scale=0, min_width=80, elem_id="vae_lab_download_stop")
+            get_status = gr.Markdown("", elem_id="vae_lab_download_status")
+
+        ui = TabUi(tab, vaes, run, status, dict(source=source, image=image, latent_file=latent_file,
+                                                 encoder=encoder, reference=reference, precision=precision,
+                                                 tiling=tiling, view=view, metrics=metrics, files=files))
+        if context.extra is not None:
+            with extra_column:
+                context.extra(ui)
+
+        source_outputs = [image, latent_file, latent_note, vaes, encoder, reference]
+        # quick events skip the queue, so they answer while a long comparison runs
+        source.change(logic.on_source, [source, latent_file, vaes], source_outputs, queue=False)
+        latent_file.change(logic.on_source, [source, latent_file, vaes], source_outputs, queue=False)
+        refresh.click(logic.refresh, [source, latent_file, vaes], [vaes, reference], queue=False)
+
+        # The long step outputs only the view, so Gradio draws one progress bar (over the view)
+        # instead of one on every output; the quick step after it fills the table, downloads,
+        # status line and pair choices from what the long step left in `run_state`.
+        run_state = gr.State(None)
+
+        def do_run(src, img, lf, sel, enc, prec, til, ref, request: gr.Request, progress=gr.Progress()):
+            session = getattr(request, "session_hash", None) or ""
+            try:
+                html_view, table, fls, msg, result = logic.run(
+                    src, img, lf, sel, enc, prec, til, ref, session=session,
+                    progress=lambda frac, text="": progress(frac, desc=text))
+            except VaeLabError as err:
+                return compat.update(), _error_md(err)
+            return html_view, (table, fls, msg, result)
+
+        def show_run(out):
+            """Show a run's outcome once (`run_state` is emptied), so a run that Stop cancelled
+            does not bring back the previous run's table and status."""
+            keep = compat.update()
+            if out is None:
+                return keep, keep, keep, keep, keep, keep, None
+            if isinstance(out, str):  # a one-line error
+                return keep, keep, out, keep, keep, keep, None
+            (h, r), fls, msg, result = out
+            names = list(pair_labels(result))
+            a = names[0] if names else None
+            b = names[1] if len(names) > 1 else a
+            return (_frame(h, r), compat.update(value=fls, visible=True), msg, result,
+                    compat.update(choices=names, value=a), compat.update(choices=names, value=b), None)
+
+        run_event = run.click(do_run, [source, image, latent_file, vaes, encoder, precision, tiling, reference],
+                              [view, run_state])
+        run_event.then(show_run, [run_state], [metrics, files, status, result_state, pair_a, pair_b, run_state],
+                       queue=False)
+
+        def do_stop(request: gr.Request):
+            logic.cancels.cancel(getattr(request, "session_hash", None) or "")
+            return "Stopped."
+
+        stop.click(do_stop, None, [status], cancels=[run_event], queue=False)
+
+        def do_pair(result, a, b, g):
+            try:
+                return logic.pair(result, a, b, g), compat.update()
+            except VaeLabError as err:
+                return compat.update(), _error_md(err)
+
+        pair_btn.click(do_pair, [result_state, pair_a, pair_b, gain], [pair_view, status], queue=False)
+
+        def do_download(p, u, request: gr.Request, progress=gr.Progress()):
+            cancel = logic.cancels.fresh("download:" + (getattr(request, "session_hash", None) or ""))
+            try:
+                msg = logic.download(p, u, progress=lambda frac, text="": progress(frac, desc=text), cancel=cancel)
+            except VaeLabError as err:
+                return _error_md(err), compat.update()
+            h, r = logic.catalog_rows()
+            return msg, _frame(h, r)
+
+        get_event = get.click(do_download, [pick, url], [get_status, catalog_df])
+        get_event.then(logic.refresh, [source, latent_file, vaes], [vaes, reference])
+        host_lists = context.vae_list_outputs() if context.vae_list_outputs else []
+        if host_lists:
+            def update_host_lists():
+                updates = [compat.update(**make()) for _, make in host_lists]
+                return updates[0] if len(updates) == 1 else updates
+
+            get_event.then(update_host_lists, None, [c for c, _ in host_lists], queue=False)
+
+        def do_stop_download(request: gr.Request):
+            logic.cancels.cancel("download:" + (getattr(request, "session_hash", None) or ""))
+            return "Download cancelled; nothing was left in the VAE folder."
+
+        get_stop.click(do_stop_download, None, [get_status], cancels=[get_event], queue=False)
+    tab.vae_lab = ui
+    return tab
