@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import threading
 
-from vae_lab.compare.runner import format_bytes
+from vae_lab.compare.report import format_bytes
 from vae_lab.errors import VaeLabError
 from vae_lab.ui import gradio_compat as compat
 from vae_lab.ui.context import UiContext
@@ -142,7 +142,7 @@ class TabLogic:
 
     # -- the comparison ------------------------------------------------------------------
     def request(self, source, image, latent_file, vaes, encoder, precision, tiling, reference):
-        from vae_lab.compare.runner import CompareRequest
+        from vae_lab.compare.result import CompareRequest
 
         if not vaes:
             raise VaeLabError("choose at least one VAE")

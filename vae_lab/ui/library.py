@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from vae_lab.compare.runner import family_label
+from vae_lab.compare.report import family_label
 from vae_lab.errors import VaeLabError
 
 VAE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")

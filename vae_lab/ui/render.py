@@ -13,7 +13,7 @@ import html
 import io
 import re
 
-from vae_lab.compare.runner import caption_lines, family_label
+from vae_lab.compare.report import caption_lines, family_label
 
 REFERENCE_LABEL = "Reference"
 
