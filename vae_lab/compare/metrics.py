@@ -291,6 +291,27 @@ def load_lpips(directory: str | None = None, device=None) -> tuple[Lpips | None,
 # --------------------------------------------------------------------------- summaries
 
 
+HISTOGRAM_BINS = 32
+
+
+def color_shift(reference, image) -> tuple[float, float, float]:
+    """Mean (R, G, B) of `image` − `reference` in 0–255 levels: a VAE that tints or darkens
+    shows it here even when PSNR looks fine (e.g. an SDXL VAE on SD1 latents: washed out)."""
+    import numpy as np
+
+    d = image[..., :3].astype(np.float64) - reference[..., :3].astype(np.float64)
+    return tuple(float(v) for v in d.reshape(-1, 3).mean(axis=0))
+
+
+def histogram(image, bins: int = HISTOGRAM_BINS):
+    """Per-channel histogram of a uint8 HxWx3 image: uint32 [3, bins] over 0–255."""
+    import numpy as np
+
+    flat = image[..., :3].reshape(-1, 3)
+    idx = (flat.astype(np.uint16) * bins) >> 8
+    return np.stack([np.bincount(idx[:, c], minlength=bins)[:bins] for c in range(3)]).astype(np.uint32)
+
+
 def mean_std(values) -> tuple[float, float]:
     """Mean and population standard deviation (ddof=0) of finite values; NaN when none."""
     vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]

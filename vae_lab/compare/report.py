@@ -14,13 +14,15 @@ SSIM_DEFINITION = "Gaussian window sigma=1.5 (11x11), K1=0.01, K2=0.03, populati
 
 
 def display_rows(result) -> tuple[list[str], list[list[str]]]:
-    """(headers, rows of strings) for people: the CLI table and the tab's dataframe."""
-    headers = ["VAE", "family", "precision", "decode s", "peak MB", "PSNR dB", "SSIM", "LPIPS", "note"]
+    """(headers, rows of strings) for people: the CLI table and the tab's table."""
+    headers = ["VAE", "family", "precision", "decode s", "peak MiB", "PSNR dB", "SSIM", "LPIPS",
+               "colour shift R G B", "note"]
+    same = same_weights(result.outcomes)
     body = []
     for o in result.outcomes:
         if o.error:
             err = o.error if len(o.error) <= 110 else o.error[:109] + "…"
-            body.append([o.name, family_label(o.family), "", "", "", "", "", "", err])
+            body.append([o.name, family_label(o.family), "", "", "", "", "", "", "", err])
             continue
         prec = o.precision_used or ""
         if o.fallback:
@@ -30,6 +32,8 @@ def display_rows(result) -> tuple[list[str], list[list[str]]]:
             note.append("tiled")
         if o.encoder and o.encoder != o.name:
             note.append(f"encoded by {o.encoder}")
+        if o.name in same:
+            note.append("same weights as " + ", ".join(same[o.name]))
         body.append(
             [
                 o.name,
@@ -40,10 +44,28 @@ def display_rows(result) -> tuple[list[str], list[list[str]]]:
                 "inf" if (o.psnr is not None and math.isinf(o.psnr)) else _fmt(o.psnr, "{:.2f}"),
                 _fmt(o.ssim, "{:.4f}"),
                 _fmt(o.lpips, "{:.4f}") if o.lpips is not None else ("n/a" if result.lpips_note else ""),
+                format_shift(o.color_shift),
                 ", ".join(note),
             ]
         )
     return headers, body
+
+
+def same_weights(outcomes) -> dict[str, list[str]]:
+    """name -> the other entries with the identical weights id (one file under two names)."""
+    by_id: dict[str, list[str]] = {}
+    for o in outcomes:
+        if o.weights_id:
+            by_id.setdefault(o.weights_id, []).append(o.name)
+    return {n: [m for m in names if m != n] for names in by_id.values() if len(names) > 1 for n in names}
+
+
+def format_shift(shift) -> str:
+    """'+1.2 -0.4 +0.3': the mean colour shift per channel in 0-255 levels ('' when unknown)."""
+    if shift is None:
+        return ""
+    return " ".join(f"{v:+.1f}" for v in shift)
+
 
 def table(result) -> str:
     """The metrics table as aligned text, with the reference and notes underneath."""
@@ -61,19 +83,24 @@ def table(result) -> str:
         out.append("cancelled: the entries marked so did not run")
     return "\n".join(out)
 
-def to_csv(result) -> str:
+def to_csv(result, relative_to=None) -> str:
     buf = io.StringIO()
-    rows = result.rows()
-    cols = list(rows[0]) if rows else ["vae"]
+    rows = result.rows(relative_to)
+    src = result.source or {}
+    extra = {"source": src.get("name"), "source_width": src.get("width"), "source_height": src.get("height")}
+    cols = (list(rows[0]) if rows else ["vae"]) + list(extra)
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        r = dict(r)
+        r = dict(r, **extra)
         r["fallback"] = "/".join(r["fallback"])
+        if r.get("color_shift_rgb") is not None:
+            r["color_shift_rgb"] = " ".join(f"{v:+.2f}" for v in r["color_shift_rgb"])
         w.writerow({k: ("" if v is None else v) for k, v in r.items()})
     return buf.getvalue()
 
-def to_dict(result) -> dict:
+
+def to_dict(result, relative_to=None) -> dict:
     return {
         "mode": result.mode,
         "reference": result.reference_label,
@@ -84,11 +111,13 @@ def to_dict(result) -> dict:
         "diff": result.diff_label,
         "cancelled": result.cancelled,
         "settings": result.settings,
-        "results": result.rows(),
+        "source": result.source or None,
+        "results": result.rows(relative_to),
     }
 
-def to_json(result) -> str:
-    return json.dumps(to_dict(result), indent=2)
+
+def to_json(result, relative_to=None) -> str:
+    return json.dumps(to_dict(result, relative_to), indent=2)
 
 
 def caption_lines(o: VaeOutcome) -> list[str]:

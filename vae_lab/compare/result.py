@@ -13,7 +13,10 @@ from typing import Any
 
 from vae_lab.errors import VaeLabError
 
-ENCODERS = ("first", "own")
+# "family": each latent family (channels + known family) is encoded by its first VAE that has an
+# encoder, so any mix of VAEs compares; "first": the first VAE's encoder makes the latents for
+# all (the others must share its latent space); "own": each VAE's own round trip.
+ENCODERS = ("family", "first", "own")
 
 
 @dataclass
@@ -23,7 +26,7 @@ class CompareRequest:
     image: Any = None  # HxWx3 uint8 numpy array (round trip)
     latents: Any = None  # torch.Tensor [B, C, h, w] or [C, h, w], diffusion space (latent mode)
     vae_paths: list[str] = field(default_factory=list)
-    encoder: str = "first"  # "first" | "own" | path of a VAE whose encoder makes the latents
+    encoder: str = "family"  # "family" | "first" | "own" | path of a VAE whose encoder makes the latents
     precision: str = "auto"  # passed to Vae.encode/decode: "auto" (fp16 on GPU) | "fp32" | "fp16" | "bf16"
     tile: Any = "auto"  # passed to Vae.encode/decode: "auto" | True | False
     reference: str | None = None  # latent mode: a VAE path whose fp32 decode is the reference
@@ -68,6 +71,11 @@ class VaeOutcome:
     ssim: float | None = None
     lpips: float | None = None
     encoder: str | None = None  # name of the VAE whose encoder made the latents (round trip)
+    latent_channels: int | None = None
+    vae_hash: str | None = None  # A1111's "VAE hash" in infotexts: the first 10 hex of the file SHA-256
+    weights_id: str | None = None  # content id of the weights (`identity.identify.weights_id`)
+    color_shift: tuple | None = None  # mean (R, G, B) of decode − reference, in 0–255 levels
+    histogram: Any = None  # uint32 [3, 32]: per-channel histogram of the decode (reference: result's)
 
     @property
     def ok(self) -> bool:
@@ -86,6 +94,13 @@ class CompareResult:
     diff_label: str | None = None
     cancelled: bool = False
     settings: dict = field(default_factory=dict)
+    reference_histogram: Any = None  # uint32 [3, 32], like `VaeOutcome.histogram`
+    source: dict = field(default_factory=dict)  # {"name": "photo.png", "width": …, "height": …} when known
+
+    @property
+    def finished(self) -> int:
+        """How many VAEs ran to the end (an image or their own error), not counting cancelled ones."""
+        return sum(1 for o in self.outcomes if o.error != "cancelled")
 
     # ---- entries, table
 
@@ -97,14 +112,19 @@ class CompareResult:
         out.extend((o.name, o.image) for o in self.outcomes)
         return out
 
-    def rows(self) -> list[dict]:
-        """One dict per VAE for a table: raw numbers (None when absent)."""
+    def rows(self, relative_to=None) -> list[dict]:
+        """One dict per VAE for a table: raw numbers (None when absent).
+
+        `relative_to`: folders (the VAE folders) that paths are written relative to, so a file
+        shared with others does not give away where things live; a path outside them is
+        written as its file name. None: paths as given.
+        """
         rows = []
         for o in self.outcomes:
             rows.append(
                 {
                     "vae": o.name,
-                    "path": o.path,
+                    "path": o.path if relative_to is None else _relative(o.path, relative_to),
                     "family": o.family,
                     "kind": o.kind,
                     "encoder": o.encoder,
@@ -118,6 +138,9 @@ class CompareResult:
                     "psnr_infinite": bool(o.psnr is not None and math.isinf(o.psnr)),
                     "ssim": o.ssim,
                     "lpips": o.lpips,
+                    "color_shift_rgb": list(o.color_shift) if o.color_shift is not None else None,
+                    "vae_hash": o.vae_hash,
+                    "weights_id": o.weights_id,
                     "error": o.error,
                 }
             )
@@ -136,20 +159,20 @@ class CompareResult:
 
         return report.table(self)
 
-    def to_csv(self) -> str:
+    def to_csv(self, relative_to=None) -> str:
         from vae_lab.compare import report
 
-        return report.to_csv(self)
+        return report.to_csv(self, relative_to)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, relative_to=None) -> dict:
         from vae_lab.compare import report
 
-        return report.to_dict(self)
+        return report.to_dict(self, relative_to)
 
-    def to_json(self) -> str:
+    def to_json(self, relative_to=None) -> str:
         from vae_lab.compare import report
 
-        return report.to_json(self)
+        return report.to_json(self, relative_to)
 
     # ---- images
 
@@ -200,3 +223,12 @@ class CompareResult:
 
 def _finite_or_none(v):
     return None if v is None or not math.isfinite(v) else float(v)
+
+
+def _relative(path: str, roots) -> str:
+    real = os.path.realpath(path)
+    for root in roots:
+        base = os.path.realpath(root)
+        if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
+            return os.path.relpath(real, base).replace(os.sep, "/")
+    return os.path.basename(os.path.normpath(path))

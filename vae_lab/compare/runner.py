@@ -23,7 +23,9 @@ The Gradio tab (`vae_lab.ui`) and `python -m vae_lab compare/eval` are built on
 
 from __future__ import annotations
 
+import inspect
 import os
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from vae_lab.compare.cache import VaeCache, default_cache
@@ -38,6 +40,34 @@ __all__ = ["run_compare", "check_compatible", "CompareCancelled", "CompareReques
 
 class CompareCancelled(VaeLabError):
     """The user cancelled the comparison."""
+
+
+@dataclass
+class _Latents:
+    """Latents made once from the image and decoded by several VAEs (round trip)."""
+
+    latents: Any
+    family: str | None
+    encoder_name: str
+    encoder_index: int | None  # which entry's own encoder made them (its encode time is shown)
+    seconds: float | None
+
+
+def _cancel_kwargs(fn, cancel) -> dict:
+    """`{"cancel": cancel}` when `fn` (Vae.encode/decode) takes one, so Stop also ends a long
+    decode between its tiles; older engines without it are only stopped between VAEs."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"cancel": cancel} if "cancel" in params else {}
+
+
+def _is_engine_cancel(err: BaseException) -> bool:
+    from vae_lab import errors
+
+    typed = getattr(errors, "Cancelled", None)
+    return isinstance(err, CompareCancelled) or (isinstance(typed, type) and isinstance(err, typed))
 
 
 def _is_cancelled(cancel) -> bool:
@@ -173,6 +203,7 @@ class _Comparison:
         )
         shared_encode = self.roundtrip and req.encoder != "own"
         self.steps = len(self.paths) + int(shared_encode) + int(not self.roundtrip and bool(req.reference))
+        self.shared: dict[int, _Latents] = {}  # entry index -> the shared latents it decodes
         self.done = 0
         self._vaes: dict[int, Any] = {}
         # what every VAE decodes (round trip with encoder="own": made per VAE instead)
@@ -180,9 +211,6 @@ class _Comparison:
         self.latents_family = req.latents_family
         self.size = None
         self.pixels = None
-        self.encoder_name = None
-        self.encoder_index = None  # which entry's own encoder made the shared latents
-        self.encode_seconds = None
         self.lpips_model = None
 
     # ---- steps
@@ -211,9 +239,15 @@ class _Comparison:
             self.progress(1.0, "cancelled" if res.cancelled else "done")
         return res
 
-    def _step(self, text: str) -> None:
-        if _is_cancelled(self.cancel):
+    def _is_cancelled(self) -> bool:
+        return _is_cancelled(self.cancel)
+
+    def _check_cancel(self) -> None:
+        if self._is_cancelled():
             raise CompareCancelled("comparison cancelled")
+
+    def _step(self, text: str) -> None:
+        self._check_cancel()
         if self.progress is not None:
             self.progress(min(self.done / max(self.steps, 1), 0.99), text)
         self.done += 1
@@ -237,23 +271,70 @@ class _Comparison:
         self.pixels = _from_uint8(req.image)
         if req.encoder == "own":
             return
+        if req.encoder == "family":
+            self._encode_by_family()
+            return
         self._step("encoding the image")
         vae, index = self._pick_encoder()
         if isinstance(vae, str):
-            error = vae
-        else:
+            for o in res.outcomes:
+                o.error = vae
+            return
+        shared = self._encode(vae, index, range(len(self.paths)))
+        if shared is not None:
+            res.settings["encoder_used"] = vae.name
+
+    def _encode(self, vae, index, members) -> _Latents | None:
+        """Encode the image with `vae` for the entries `members`; an error goes to each of them."""
+        req = self.req
+        try:
+            er = vae.encode(self.pixels, precision=req.precision, tile=req.tile,
+                            **_cancel_kwargs(vae.encode, self._is_cancelled))
+        except Exception as err:
+            if _is_engine_cancel(err):
+                raise CompareCancelled("comparison cancelled") from None
+            for i in members:
+                self.result.outcomes[i].error = f"encoding with {vae.name} failed: {_error_line(err)}"
+            return None
+        shared = _Latents(er.latents, getattr(vae, "family", None), vae.name, index, er.seconds)
+        for i in members:
+            self.shared[i] = shared
+        self.result.settings["encode_precision"] = er.precision_used
+        self.result.settings.setdefault("encoders", []).append({
+            "encoder": vae.name, "latent_channels": int(er.latents.shape[1]), "family": shared.family,
+            "vaes": [self.result.outcomes[i].name for i in members],
+        })
+        return shared
+
+    def _encode_by_family(self) -> None:
+        """Group the VAEs by latent space (channels and known family); each group's first VAE with
+        an encoder makes the latents for the whole group. Any mix of VAEs compares this way."""
+        groups: dict[tuple, list[int]] = {}
+        for i, path in enumerate(self.paths):
+            self._check_cancel()
             try:
-                er = vae.encode(self.pixels, precision=req.precision, tile=req.tile)
-            except Exception as err:
-                error = f"encoding with {vae.name} failed: {_error_line(err)}"
-            else:
-                self.latents, self.latents_family = er.latents, getattr(vae, "family", None)
-                self.encoder_name, self.encoder_index, self.encode_seconds = vae.name, index, er.seconds
-                res.settings["encoder_used"] = vae.name
-                res.settings["encode_precision"] = er.precision_used
-                return
-        for o in res.outcomes:
-            o.error = error
+                vae = self._vae(i)
+            except Exception:
+                continue  # its own entry reports the load error
+            groups.setdefault((vae.latent_channels, _known_family(getattr(vae, "family", None))), []).append(i)
+        self.steps = len(self.paths) + len(groups)
+        self.done = 0
+        for (channels, family), members in groups.items():
+            encoder = next((i for i in members if getattr(self._vae(i), "has_encoder", True)), None)
+            if encoder is None:
+                space = f"{channels}-channel" + (f" {family_label(family)}" if family else "")
+                for i in members:
+                    o = self.result.outcomes[i]
+                    o.error = (f"{o.name} has no encoder, and no other ticked VAE of its latent space "
+                               f"({space}) has one to make latents from the image")
+                self.done += 1
+                continue
+            vae = self._vae(encoder)
+            others = len(members) - 1
+            self._step(f"encoding the image with {vae.name}" + (f" (for {others} more)" if others else ""))
+            self._encode(vae, encoder, members)
+        if len(groups) == 1 and self.result.settings.get("encoders"):
+            self.result.settings["encoder_used"] = self.result.settings["encoders"][0]["encoder"]
 
     def _pick_encoder(self):
         """(Vae, its index in the list or None), or a one-line reason no encoder can be used.
@@ -312,19 +393,28 @@ class _Comparison:
             o.name = getattr(vae, "name", None) or o.name
             o.family = getattr(vae, "family", None)
             o.kind = getattr(vae, "kind", None)
+            o.latent_channels = getattr(vae, "latent_channels", None)
+            o.weights_id = getattr(vae, "weights_id", None)
+            sha = getattr(getattr(vae, "info", None), "file_sha256", None)
+            o.vae_hash = sha[:10] if sha else None
             latents, family = self.latents, self.latents_family
+            cancel = self._is_cancelled
             if self.roundtrip and req.encoder == "own":
                 if not getattr(vae, "has_encoder", True):
                     raise IncompatibleVae(f"{vae.name} has no encoder for its own round trip")
-                er = vae.encode(self.pixels, precision=req.precision, tile=req.tile)
+                er = vae.encode(self.pixels, precision=req.precision, tile=req.tile,
+                                **_cancel_kwargs(vae.encode, cancel))
                 latents, family = er.latents, getattr(vae, "family", None)
                 o.encoder, o.encode_seconds = vae.name, er.seconds
             elif self.roundtrip:
-                o.encoder = self.encoder_name
-                if self.encoder_index == i:
-                    o.encode_seconds = self.encode_seconds
+                shared = self.shared[i]
+                latents, family = shared.latents, shared.family
+                o.encoder = shared.encoder_name
+                if shared.encoder_index == i:
+                    o.encode_seconds = shared.seconds
             check_compatible(vae, latents, family)
-            dr = vae.decode(latents, precision=req.precision, tile=req.tile, size=self.size)
+            dr = vae.decode(latents, precision=req.precision, tile=req.tile, size=self.size,
+                            **_cancel_kwargs(vae.decode, cancel))
             o.image = _to_uint8(dr.images)
             o.precision_used = dr.precision_used
             o.fallback = list(dr.fallback or [])
@@ -332,6 +422,8 @@ class _Comparison:
             o.decode_seconds = dr.seconds
             o.peak_memory_bytes = dr.peak_memory_bytes
         except Exception as err:  # one VAE's failure never ends the run
+            if _is_engine_cancel(err):
+                raise CompareCancelled("comparison cancelled") from None
             o.error, o.image = _error_line(err) if vae is not None else _entry_error(err, self.paths[i]), None
             return
         _measure(o, self.result, req, self.lpips_model, vae)
@@ -380,6 +472,10 @@ def _measure(o: VaeOutcome, result: CompareResult, req: CompareRequest, lpips_mo
         o.error = f"decoded {o.image.shape[1]}x{o.image.shape[0]}, reference is {ref.shape[1]}x{ref.shape[0]}"
         return
     dev = _metrics_device(req, vae)
+    o.color_shift = metrics.color_shift(ref, o.image)
+    o.histogram = metrics.histogram(o.image)
+    if result.reference_histogram is None:
+        result.reference_histogram = metrics.histogram(ref)
     o.psnr = metrics.psnr(ref, o.image, device=dev)
     o.ssim = metrics.ssim(ref, o.image, device=dev) if min(ref.shape[:2]) >= 11 else None
     if lpips_model is not None:
