@@ -37,7 +37,7 @@ def run(args) -> int:
         raise VaeLabError(f"--port {args.port}: not a port number")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-    from vae_lab.ui.app import check_port, launch
+    from vae_lab.ui.app import check_port, launch, page_url
     from vae_lab.ui.tab import UiContext
 
     context = UiContext(vae_dirs=[os.path.abspath(d) for d in dirs],
@@ -46,5 +46,6 @@ def run(args) -> int:
     check_port(args.host, args.port)  # a bad host or busy port: the error alone, before any warning
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: anyone who can reach this address can use the app")
+    print(f"VAE Lab: open {page_url(args.host, args.port)} in a browser (Ctrl+C stops it)", flush=True)
     launch(context, host=args.host, port=args.port, share=args.share == "yes", inbrowser=args.inbrowser)
     return 0

@@ -38,6 +38,7 @@ class CompareRequest:
     lpips: bool = True  # compute LPIPS when its weights are local
     lpips_dir: str | None = None  # folder with LPIPS weights (else $VAE_LAB_LPIPS_DIR / lpips package)
     device: str | None = None  # device for the VAEs and metrics (default: cuda when present, else cpu)
+    names: dict = field(default_factory=dict)  # path -> the name to show (default: the VAE's file name)
 
     @classmethod
     def from_last_latents(cls, vae_paths, **options) -> "CompareRequest":

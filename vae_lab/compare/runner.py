@@ -192,7 +192,7 @@ class _Comparison:
         self.roundtrip = req.image is not None
         self.result = CompareResult(
             mode="roundtrip" if self.roundtrip else "latents",
-            outcomes=[VaeOutcome(name=_name_of(p), path=p) for p in self.paths],
+            outcomes=[VaeOutcome(name=req.names.get(p) or _name_of(p), path=p) for p in self.paths],
             settings={
                 "encoder": req.encoder if self.roundtrip else None,
                 "precision": req.precision,
@@ -282,7 +282,7 @@ class _Comparison:
             return
         shared = self._encode(vae, index, range(len(self.paths)))
         if shared is not None:
-            res.settings["encoder_used"] = vae.name
+            res.settings["encoder_used"] = shared.encoder_name
 
     def _encode(self, vae, index, members) -> _Latents | None:
         """Encode the image with `vae` for the entries `members`; an error goes to each of them."""
@@ -296,12 +296,13 @@ class _Comparison:
             for i in members:
                 self.result.outcomes[i].error = f"encoding with {vae.name} failed: {_error_line(err)}"
             return None
-        shared = _Latents(er.latents, getattr(vae, "family", None), vae.name, index, er.seconds)
+        name = self.result.outcomes[index].name if index is not None else vae.name
+        shared = _Latents(er.latents, getattr(vae, "family", None), name, index, er.seconds)
         for i in members:
             self.shared[i] = shared
         self.result.settings["encode_precision"] = er.precision_used
         self.result.settings.setdefault("encoders", []).append({
-            "encoder": vae.name, "latent_channels": int(er.latents.shape[1]), "family": shared.family,
+            "encoder": name, "latent_channels": int(er.latents.shape[1]), "family": shared.family,
             "vaes": [self.result.outcomes[i].name for i in members],
         })
         return shared
@@ -331,7 +332,8 @@ class _Comparison:
                 continue
             vae = self._vae(encoder)
             others = len(members) - 1
-            self._step(f"encoding the image with {vae.name}" + (f" (for {others} more)" if others else ""))
+            who = self.result.outcomes[encoder].name
+            self._step(f"encoding the image with {who}" + (f" (for {others} more)" if others else ""))
             self._encode(vae, encoder, members)
         if len(groups) == 1 and self.result.settings.get("encoders"):
             self.result.settings["encoder_used"] = self.result.settings["encoders"][0]["encoder"]
@@ -390,7 +392,7 @@ class _Comparison:
         vae = None
         try:
             vae = self._vae(i)
-            o.name = getattr(vae, "name", None) or o.name
+            o.name = req.names.get(self.paths[i]) or getattr(vae, "name", None) or o.name
             o.family = getattr(vae, "family", None)
             o.kind = getattr(vae, "kind", None)
             o.latent_channels = getattr(vae, "latent_channels", None)
@@ -405,7 +407,7 @@ class _Comparison:
                 er = vae.encode(self.pixels, precision=req.precision, tile=req.tile,
                                 **_cancel_kwargs(vae.encode, cancel))
                 latents, family = er.latents, getattr(vae, "family", None)
-                o.encoder, o.encode_seconds = vae.name, er.seconds
+                o.encoder, o.encode_seconds = o.name, er.seconds
             elif self.roundtrip:
                 shared = self.shared[i]
                 latents, family = shared.latents, shared.family

@@ -10,9 +10,12 @@ in `gradio_compat.py`.
 from vae_lab.errors import VaeLabError
 from vae_lab.ui import gradio_compat as compat
 from vae_lab.ui.context import PRECISIONS, TabUi, UiContext
-from vae_lab.ui.handlers import (ENCODER_FIRST, ENCODER_OWN, NO_REFERENCE, SOURCE_IMAGE, SOURCES,
-                                 TILINGS, TabLogic)
-from vae_lab.ui.render import pair_labels
+from vae_lab.ui.handlers import (ENCODER_FIRST, ENCODER_OWN, IMAGE_TYPES, NO_REFERENCE, SOURCE_IMAGE, TILINGS,
+                                 TabLogic, offered_sources)
+from vae_lab.ui.render import EMPTY_VIEW, metrics_html, pair_labels, toast
+
+# the browser side: read the viewer's zoomed region (x,y,w,h as fractions) for the crop export
+_JS_CROP = "(result, box) => [result, (window.vaeLab && window.vaeLab.cropBox('view')) || '']"
 
 
 def _frame(headers, rows):
@@ -22,8 +25,8 @@ def _frame(headers, rows):
     return pd.DataFrame(rows, columns=headers)
 
 
-def _error_md(err: Exception) -> str:
-    return f"⚠️ {err}"
+def _error(err: Exception) -> str:
+    return toast(str(err), "error")
 
 
 def build_tab(context: UiContext | None = None, **blocks_kwargs):
@@ -33,16 +36,22 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
     context = context or UiContext()
     logic = TabLogic(context)
     initial, refs, _ = logic.choices_for(SOURCE_IMAGE)
+    quiet = compat.event_kwargs()  # no unnamed endpoints in an API page
 
     with gr.Blocks(analytics_enabled=False, **blocks_kwargs) as tab:
         result_state = gr.State(None)
         with gr.Row(elem_id="vae_lab_main", equal_height=False):
             with gr.Column(scale=1, min_width=300, elem_id="vae_lab_inputs"):
-                source = gr.Radio(SOURCES, value=SOURCE_IMAGE, label="Input", elem_id="vae_lab_source")
-                image = compat.upload_image(type="numpy", label="Image", elem_id="vae_lab_image", height=260)
+                source = gr.Radio(offered_sources(context), value=SOURCE_IMAGE, label="Input", elem_id="vae_lab_source")
+                image = gr.File(label="Image (PNG, JPEG, WebP…)", file_types=IMAGE_TYPES, elem_id="vae_lab_image")
+                preview = gr.HTML("", elem_id="vae_lab_preview")
                 latent_file = gr.File(label="Latent file (.safetensors / .pt)", file_types=[".safetensors", ".pt"],
                                       visible=False, elem_id="vae_lab_latent_file")
-                latent_note = gr.Markdown("", visible=False, elem_id="vae_lab_latent_note")
+                latent_note = gr.HTML("", visible=False, elem_id="vae_lab_latent_note")
+                with gr.Row(elem_id="vae_lab_buttons"):
+                    run = gr.Button("Compare", variant="primary", scale=3, min_width=100, elem_id="vae_lab_run")
+                    stop = gr.Button("Stop", scale=1, min_width=60, elem_id="vae_lab_stop")
+                status = gr.HTML("", elem_id="vae_lab_status")
                 vaes = gr.CheckboxGroup(initial, value=[], label="VAEs", elem_id="vae_lab_vaes")
                 refresh = gr.Button("Refresh list", size="sm", elem_id="vae_lab_refresh")
                 encoder = gr.Radio([ENCODER_FIRST, ENCODER_OWN], value=ENCODER_FIRST, label="Round-trip encoder",
@@ -50,27 +59,24 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
                 reference = gr.Dropdown(refs, value=NO_REFERENCE, label="Reference VAE (decoded in fp32)",
                                         visible=False, elem_id="vae_lab_reference")
                 with gr.Row():
-                    precision = gr.Dropdown(PRECISIONS, value=context.default_precision(), label="Precision (auto: fp16 on GPU)",
-                                            min_width=120, elem_id="vae_lab_precision")
+                    precision = gr.Dropdown(PRECISIONS, value=context.default_precision(),
+                                            label="Precision (auto: fp16 on GPU)", min_width=120,
+                                            elem_id="vae_lab_precision")
                     tiling = gr.Dropdown(TILINGS, value="auto", label="Tiling", min_width=100, elem_id="vae_lab_tiling")
-                with gr.Row():
-                    run = gr.Button("Compare", variant="primary", scale=3, min_width=100, elem_id="vae_lab_run")
-                    stop = gr.Button("Stop", scale=1, min_width=60, elem_id="vae_lab_stop")
                 extra_column = gr.Column(elem_id="vae_lab_extra")
             with gr.Column(scale=3, elem_id="vae_lab_outputs"):
-                status = gr.Markdown("", elem_id="vae_lab_status")
-                view = gr.HTML('<div class="vae-lab-empty">Upload an image (or pick latents), choose VAEs, press Compare.</div>',
-                               elem_id="vae_lab_view")
-                metrics = gr.Dataframe(headers=["VAE"], interactive=False, wrap=True, label="Metrics",
-                                       elem_id="vae_lab_metrics")
-                with gr.Row(elem_id="vae_lab_pair_controls"):
-                    pair_a = gr.Dropdown([], label="A", elem_id="vae_lab_pair_a")
-                    pair_b = gr.Dropdown([], label="B", elem_id="vae_lab_pair_b")
+                view = gr.HTML(EMPTY_VIEW, elem_id="vae_lab_view")
+                metrics = gr.HTML("", elem_id="vae_lab_metrics")
+                with gr.Row(elem_id="vae_lab_pair_controls", visible=False) as pair_row:
+                    pair_a = gr.Dropdown([], label="A (left of the divider)", elem_id="vae_lab_pair_a")
+                    pair_b = gr.Dropdown([], label="B (right)", elem_id="vae_lab_pair_b")
                     gain = gr.Slider(1, 32, value=8, step=1, label="Difference gain", elem_id="vae_lab_gain")
-                    pair_btn = gr.Button("Compare A and B", elem_id="vae_lab_pair_run")
                 pair_view = gr.HTML("", elem_id="vae_lab_pair")
-                files = compat.file_output(label="Downloads: metrics (CSV, JSON) and grid (PNG)", visible=False,
-                                           elem_id="vae_lab_files")
+                with gr.Row(elem_id="vae_lab_export_row", visible=False) as export_row:
+                    crop_btn = gr.Button("Grid of the zoomed region (1:1 PNG)", size="sm", elem_id="vae_lab_crop")
+                    crop_box = gr.Textbox(visible=False)
+                files = compat.file_output(label="Downloads: everything (zip), grid, metrics (CSV, JSON), each decode (PNG)",
+                                           visible=False, elem_id="vae_lab_files")
         with gr.Accordion("Get VAEs", open=False, elem_id="vae_lab_get"):
             headers, rows = logic.catalog_rows()
             catalog_df = gr.Dataframe(value=rows or None, headers=headers, interactive=False, wrap=True,
@@ -87,21 +93,28 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
 
         ui = TabUi(tab, vaes, run, status, dict(source=source, image=image, latent_file=latent_file,
                                                  encoder=encoder, reference=reference, precision=precision,
-                                                 tiling=tiling, view=view, metrics=metrics, files=files))
+                                                 tiling=tiling, view=view, metrics=metrics, files=files,
+                                                 preview=preview, pair_view=pair_view))
         if context.extra is not None:
             with extra_column:
                 context.extra(ui)
 
         source_outputs = [image, latent_file, latent_note, vaes, encoder, reference]
         # quick events skip the queue, so they answer while a long comparison runs
-        source.change(logic.on_source, [source, latent_file, vaes], source_outputs, queue=False)
-        latent_file.change(logic.on_source, [source, latent_file, vaes], source_outputs, queue=False)
-        refresh.click(logic.refresh, [source, latent_file, vaes], [vaes, reference], queue=False)
+        source.change(logic.on_source, [source, latent_file, vaes], source_outputs, queue=False, **quiet)
+        latent_file.change(logic.on_source, [source, latent_file, vaes], source_outputs, queue=False, **quiet)
+        image.change(logic.on_image, [image], [preview, status], queue=False, **quiet)
+        refresh.click(logic.refresh, [source, latent_file, vaes], [vaes, reference], queue=False, **quiet)
 
         # The long step outputs only the view, so Gradio draws one progress bar (over the view)
         # instead of one on every output; the quick step after it fills the table, downloads,
-        # status line and pair choices from what the long step left in `run_state`.
+        # status and the pair view from what the long step left in `run_state`. Before it, the
+        # previous run's table, status and pair view are cleared, so nothing stale stays.
         run_state = gr.State(None)
+
+        def clear():
+            hidden = compat.update(value=None, visible=False)
+            return "", "", "", hidden
 
         def do_run(src, img, lf, sel, enc, prec, til, ref, request: gr.Request, progress=gr.Progress()):
             session = getattr(request, "session_hash", None) or ""
@@ -110,66 +123,91 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
                     src, img, lf, sel, enc, prec, til, ref, session=session,
                     progress=lambda frac, text="": progress(frac, desc=text))
             except VaeLabError as err:
-                return compat.update(), _error_md(err)
+                return compat.update(), _error(err)
             return html_view, (table, fls, msg, result)
 
-        def show_run(out):
-            """Show a run's outcome once (`run_state` is emptied), so a run that Stop cancelled
-            does not bring back the previous run's table and status."""
+        def show_run(out, g):
+            """Show a run's outcome once (`run_state` is emptied)."""
             keep = compat.update()
             if out is None:
-                return keep, keep, keep, keep, keep, keep, None
+                return keep, keep, keep, keep, keep, keep, keep, keep, keep, None
             if isinstance(out, str):  # a one-line error
-                return keep, keep, out, keep, keep, keep, None
+                return keep, keep, out, keep, keep, keep, keep, keep, keep, None
             (h, r), fls, msg, result = out
             names = list(pair_labels(result))
             a = names[0] if names else None
             b = names[1] if len(names) > 1 else a
-            return (_frame(h, r), compat.update(value=fls, visible=True), msg, result,
-                    compat.update(choices=names, value=a), compat.update(choices=names, value=b), None)
+            try:
+                pair_html = logic.pair(result, a, b, g) if a is not None else ""
+            except VaeLabError:
+                pair_html = ""
+            shown = compat.update(visible=True)
+            return (metrics_html(h, r), compat.update(value=fls, visible=True), msg, result,
+                    compat.update(choices=names, value=a), compat.update(choices=names, value=b), pair_html,
+                    shown, shown, None)
 
-        run_event = run.click(do_run, [source, image, latent_file, vaes, encoder, precision, tiling, reference],
-                              [view, run_state])
-        run_event.then(show_run, [run_state], [metrics, files, status, result_state, pair_a, pair_b, run_state],
-                       queue=False)
+        cleared = run.click(clear, None, [status, metrics, pair_view, files], queue=False, **quiet)
+        run_event = cleared.then(do_run, [source, image, latent_file, vaes, encoder, precision, tiling, reference],
+                                 [view, run_state], **quiet)
+        run_event.then(show_run, [run_state, gain],
+                       [metrics, files, status, result_state, pair_a, pair_b, pair_view, pair_row, export_row, run_state],
+                       queue=False, **quiet)
 
         def do_stop(request: gr.Request):
+            # no `cancels=`: killing the job would throw away what finished and leave the
+            # decode running in its thread; the runner stops at the next check instead
             logic.cancels.cancel(getattr(request, "session_hash", None) or "")
-            return "Stopped."
+            return toast("Stopping: finishing the current step…", "info")
 
-        stop.click(do_stop, None, [status], cancels=[run_event], queue=False)
+        stop.click(do_stop, None, [status], queue=False, **quiet)
 
         def do_pair(result, a, b, g):
+            if result is None:
+                return compat.update(), compat.update()
             try:
                 return logic.pair(result, a, b, g), compat.update()
             except VaeLabError as err:
-                return compat.update(), _error_md(err)
+                return compat.update(), _error(err)
 
-        pair_btn.click(do_pair, [result_state, pair_a, pair_b, gain], [pair_view, status], queue=False)
+        for event in (pair_a.select, pair_b.select, gain.release):
+            event(do_pair, [result_state, pair_a, pair_b, gain], [pair_view, status], queue=False, **quiet)
+
+        def do_crop(result, box):
+            try:
+                return compat.update(value=logic.crop(result, box), visible=True), compat.update()
+            except VaeLabError as err:
+                return compat.update(), _error(err)
+
+        crop_btn.click(do_crop, [result_state, crop_box], [files, status], queue=False,
+                       **compat.js_kwargs(_JS_CROP), **quiet)
 
         def do_download(p, u, request: gr.Request, progress=gr.Progress()):
             cancel = logic.cancels.fresh("download:" + (getattr(request, "session_hash", None) or ""))
             try:
-                msg = logic.download(p, u, progress=lambda frac, text="": progress(frac, desc=text), cancel=cancel)
+                return logic.download(p, u, progress=lambda frac, text="": progress(frac, desc=text), cancel=cancel)
             except VaeLabError as err:
-                return _error_md(err), compat.update()
-            h, r = logic.catalog_rows()
-            return msg, _frame(h, r)
+                return f"⚠️ {err}"
 
-        get_event = get.click(do_download, [pick, url], [get_status, catalog_df])
-        get_event.then(logic.refresh, [source, latent_file, vaes], [vaes, reference])
+        def catalog_now():
+            h, r = logic.catalog_rows()
+            return _frame(h, r)
+
+        # the long step outputs only the status line, so the catalog table stays in view
+        get_event = get.click(do_download, [pick, url], [get_status], **quiet)
+        get_event.then(catalog_now, None, [catalog_df], queue=False, **quiet)
+        get_event.then(logic.refresh, [source, latent_file, vaes], [vaes, reference], queue=False, **quiet)
         host_lists = context.vae_list_outputs() if context.vae_list_outputs else []
         if host_lists:
             def update_host_lists():
                 updates = [compat.update(**make()) for _, make in host_lists]
                 return updates[0] if len(updates) == 1 else updates
 
-            get_event.then(update_host_lists, None, [c for c, _ in host_lists], queue=False)
+            get_event.then(update_host_lists, None, [c for c, _ in host_lists], queue=False, **quiet)
 
         def do_stop_download(request: gr.Request):
             logic.cancels.cancel("download:" + (getattr(request, "session_hash", None) or ""))
             return "Download cancelled; nothing was left in the VAE folder."
 
-        get_stop.click(do_stop_download, None, [get_status], cancels=[get_event], queue=False)
+        get_stop.click(do_stop_download, None, [get_status], cancels=[get_event], queue=False, **quiet)
     tab.vae_lab = ui
     return tab

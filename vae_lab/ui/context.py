@@ -69,7 +69,7 @@ class UiContext:
             return self.download_dir
         if self.vae_dirs:
             return self.vae_dirs[0]
-        raise VaeLabError("no VAE folder to download into (pass --vae-dir)")
+        raise VaeLabError("there is no VAE folder to download into")
 
 
 @dataclass

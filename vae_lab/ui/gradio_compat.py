@@ -42,9 +42,10 @@ def update(**kwargs):
 
 def enable_queue(blocks, concurrency: int = 1):
     """Turn on the queue (needed for progress bars and to keep the page responsive)."""
+    # api_open=False: no REST calls past the queue, and (3.41) no "Use via API" page
     if gradio_major() < 4:
-        return blocks.queue(concurrency_count=concurrency)
-    return blocks.queue(default_concurrency_limit=concurrency)
+        return blocks.queue(concurrency_count=concurrency, api_open=False)
+    return blocks.queue(default_concurrency_limit=concurrency, api_open=False)
 
 
 def file_output(**kwargs):
@@ -52,3 +53,11 @@ def file_output(**kwargs):
     import gradio as gr
 
     return gr.File(file_count="multiple", interactive=False, **kwargs)
+
+
+def event_kwargs() -> dict:
+    """Keywords for every event listener of the tab: keep its handlers out of the API page
+    (they are the UI's plumbing, unnamed and unstable, not an API)."""
+    if gradio_major() < 4:
+        return {"api_name": False}
+    return {"api_name": False, "show_api": False}

@@ -16,16 +16,19 @@ from vae_lab.compare.report import format_bytes
 from vae_lab.errors import VaeLabError
 from vae_lab.ui import gradio_compat as compat
 from vae_lab.ui.context import UiContext
-from vae_lab.ui.exports import write_downloads
+from vae_lab.ui.exports import crop_grid, run_stem, write_downloads
 from vae_lab.ui.library import forget_missing, vae_choices
-from vae_lab.ui.render import metrics_table, pair_labels, render_pair, render_view, status_line
+from vae_lab.ui.render import (image_preview, metrics_table, pair_labels, pair_note, render_pair,
+                               render_view, status_line, toast)
 
 SOURCE_IMAGE = "Image (round trip)"
 SOURCE_LAST = "Last generation's latents"
 SOURCE_FILE = "Latent file"
 SOURCES = [SOURCE_IMAGE, SOURCE_LAST, SOURCE_FILE]
-ENCODER_FIRST = "First VAE's encoder"
+ENCODER_FIRST = "First VAE of each latent family"  # the runner's "family": works for any mix
 ENCODER_OWN = "Each VAE's own encoder"
+IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"]
+MAX_IMAGE_PIXELS = 64_000_000  # 8000×8000: beyond that a decode per VAE would take minutes and GiBs
 TILINGS = ["auto", "off", "on"]
 NO_REFERENCE = "(none)"
 
@@ -44,15 +47,67 @@ def load_latent_input(source, latent_file, context: UiContext):
         raise VaeLabError("choose a latent file (.safetensors or .pt)")
     from vae_lab.files import latents as latent_files
 
+    name = upload_name(latent_file) or os.path.basename(path)
     try:
         t, meta = latent_files.load_latents(path)
-    except VaeLabError:
-        raise
+    except VaeLabError as err:  # name the file as the user knows it, not by Gradio's temp path
+        raise VaeLabError(_without_path(str(err), path, name)) from None
     except Exception as err:  # never let a bad upload break the tab: one line, like every error
-        raise VaeLabError(f"{os.path.basename(path)}: could not read latents ({type(err).__name__}: {err})") from None
+        raise VaeLabError(f"{name}: could not read latents ({type(err).__name__})") from None
     family = meta.get("family") or None
     b, c, h, w = t.shape
-    return t, family, f"{os.path.basename(path)}: {b}×{c}×{h}×{w}" + (f" ({family})" if family else "")
+    return t, family, f"{name}: {b}×{c}×{h}×{w}" + (f" ({family})" if family else "")
+
+
+def _without_path(message: str, path: str, name: str) -> str:
+    for p in sorted({path, os.path.abspath(path), os.path.realpath(path)}, key=len, reverse=True):
+        message = message.replace(p, name)
+    return message.splitlines()[0][:300] if message else name
+
+
+def upload_name(f) -> str | None:
+    """The name the user's file had (Gradio 3.41 keeps it in `orig_name`; 4.x in the path)."""
+    if f is None:
+        return None
+    orig = getattr(f, "orig_name", None)
+    path = _file_path(f)
+    return os.path.basename(orig or path or "") or None
+
+
+def read_image(upload):
+    """(HxWx3 uint8 array, file name) of an uploaded image, or a `VaeLabError` saying why not.
+
+    Read here rather than by Gradio's image widget, so that a file that is no image gets a
+    message instead of a blank preview and a server traceback. EXIF rotation is applied and
+    alpha is composited over white (as the WebUI does for img2img)."""
+    import numpy as np
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path, name = _file_path(upload), upload_name(upload) or "the image"
+    if not path or not os.path.isfile(path):
+        raise VaeLabError("upload an image first")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise VaeLabError(f"{name} is {w}×{h}, larger than this tab takes ({MAX_IMAGE_PIXELS // 1_000_000} "
+                                  "megapixels); crop or scale it down first")
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                rgba = im.convert("RGBA")
+                bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(bg, rgba)
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except UnidentifiedImageError:
+        raise VaeLabError(f"{name} is not an image this tab can read (PNG, JPEG, WebP, BMP, TIFF or GIF)") from None
+    except Image.DecompressionBombError:
+        raise VaeLabError(f"{name} is too large to open safely; crop or scale it down first") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        reason = "the file is cut short" if "truncated" in str(err).lower() else "the file is damaged"
+        raise VaeLabError(f"{name} could not be read as an image: {reason}") from None
+    if min(arr.shape[:2]) < 8:
+        raise VaeLabError(f"{name} is {arr.shape[1]}×{arr.shape[0]}: at least 8×8 pixels are needed")
+    return arr, name
 
 
 def _file_path(f) -> str | None:
@@ -96,23 +151,29 @@ class TabLogic:
         self.context = context
         self.cancels = _Cancels()
         self._out_root = tempfile.mkdtemp(prefix="vae_lab_ui_")
+        self._stems: dict[int, tuple[str, str]] = {}  # id(result) -> (its download folder, file stem)
 
     # -- VAE list ------------------------------------------------------------------------
     def choices_for(self, source, latent_file=None):
         """(multi-select choices, reference choices, note) for the chosen input."""
+        choices, refs, note, _ = self._choices(source, latent_file)
+        return choices, refs, note
+
+    def _choices(self, source, latent_file):
+        """`choices_for` and whether the note is an error (the latents could not be read)."""
         entries = self.context.entries()
         channels = family = None
-        note = ""
+        note, failed = "", False
         if source != SOURCE_IMAGE:
             try:
                 t, family, note = load_latent_input(source, latent_file, self.context)
                 channels = int(t.shape[1])
             except VaeLabError as err:
-                note = str(err)
+                note, failed = str(err), True
         choices = vae_choices(entries, channels, family)
         # Gradio 3.41 dropdowns take plain strings: the reference is chosen by its label
         refs = [NO_REFERENCE] + [label for (label, p) in choices if not label.startswith("✕")]
-        return choices, refs, note
+        return choices, refs, note, failed
 
     def reference_path(self, label) -> str | None:
         if label in (None, "", NO_REFERENCE):
@@ -123,14 +184,19 @@ class TabLogic:
         raise VaeLabError(f"reference VAE {label!r} is no longer in the VAE folder: refresh the list")
 
     def on_source(self, source, latent_file, selected):
-        choices, refs, note = self.choices_for(source, latent_file)
+        """Show the inputs of `source`; mark (and untick, saying so) the VAEs its latents exclude."""
+        choices, refs, note, failed = self._choices(source, latent_file)
         valid = {p for (label, p) in choices if not label.startswith("✕")}
         latent_mode = source != SOURCE_IMAGE
+        kept = [p for p in (selected or []) if p in valid]
+        dropped = [os.path.basename(p) for p in (selected or []) if p not in valid]
+        if dropped:
+            note = (note + " · " if note else "") + "unticked (cannot decode these latents): " + ", ".join(dropped)
         return (
             compat.update(visible=source == SOURCE_IMAGE),
             compat.update(visible=source == SOURCE_FILE),
-            compat.update(value=note, visible=latent_mode),
-            compat.update(choices=choices, value=[p for p in (selected or []) if p in valid]),
+            compat.update(value=toast(note, "error" if failed else "info") if note else "", visible=latent_mode),
+            compat.update(choices=choices, value=kept),
             compat.update(visible=not latent_mode),
             compat.update(visible=latent_mode, choices=refs, value=NO_REFERENCE),
         )
@@ -140,32 +206,56 @@ class TabLogic:
         updates = self.on_source(source, latent_file, selected)
         return updates[3], updates[5]
 
+    def on_image(self, upload):
+        """(preview html, status html) after an upload: the picture with its size, or why not."""
+        if upload is None:
+            return "", ""
+        try:
+            arr, name = read_image(upload)
+        except VaeLabError as err:
+            return "", toast(str(err), "error")
+        return image_preview(arr, name), ""
+
     # -- the comparison ------------------------------------------------------------------
     def request(self, source, image, latent_file, vaes, encoder, precision, tiling, reference):
         from vae_lab.compare.result import CompareRequest
 
-        if not vaes:
-            raise VaeLabError("choose at least one VAE")
-        kw = dict(vae_paths=list(vaes), precision=precision or "auto", tile=_tile_value(tiling or "auto"))
+        names = {e.path: e.name for e in self.context.entries() if e.name != os.path.basename(e.path)}
+        kw = dict(vae_paths=list(vaes or []), precision=precision or "auto", tile=_tile_value(tiling or "auto"),
+                  names=names)
         if source == SOURCE_IMAGE:
             if image is None:
                 raise VaeLabError("upload an image first")
-            import numpy as np
-
-            arr = np.asarray(image)
-            if arr.ndim == 2:
-                arr = np.stack([arr] * 3, axis=-1)
-            arr = arr[..., :3].astype("uint8")
-            return CompareRequest(image=arr, latents=None, encoder="own" if encoder == ENCODER_OWN else "first", **kw)
+            arr, name = self._image_array(image)
+            if not vaes:
+                raise VaeLabError("tick at least one VAE")
+            req = CompareRequest(image=arr, latents=None, encoder="own" if encoder == ENCODER_OWN else "family", **kw)
+            return req, {"name": name, "width": int(arr.shape[1]), "height": int(arr.shape[0])}
         latents, family, _ = load_latent_input(source, latent_file, self.context)
+        if not vaes:
+            raise VaeLabError("tick at least one VAE")
+        src = {"name": upload_name(latent_file) if source == SOURCE_FILE else "last generation",
+               "latent_shape": list(latents.shape)}
         return CompareRequest(image=None, latents=latents, latents_family=family,
-                              reference=self.reference_path(reference), **kw)
+                              reference=self.reference_path(reference), **kw), src
+
+    @staticmethod
+    def _image_array(image):
+        import numpy as np
+
+        if isinstance(image, np.ndarray):  # an array from a host or a test
+            arr = image if image.ndim == 3 else np.stack([image] * 3, axis=-1)
+            return np.ascontiguousarray(arr[..., :3].astype("uint8")), None
+        return read_image(image)
 
     def run(self, source, image, latent_file, vaes, encoder, precision, tiling, reference, session="", progress=None):
-        """Run the comparison; returns (view html, table, files, status, result)."""
+        """Run the comparison; returns (view html, (headers, rows), files, status html, result).
+
+        Stop (`cancels.cancel(session)`) is seen between VAEs (and between tiles where the engine
+        takes `cancel`); what finished stays in the result."""
         from vae_lab.compare.runner import default_cache, run_compare
 
-        req = self.request(source, image, latent_file, vaes, encoder, precision, tiling, reference)
+        req, source_info = self.request(source, image, latent_file, vaes, encoder, precision, tiling, reference)
         cancel = self.cancels.fresh(session or "default")
         device = self.context.device
         if progress is not None and self.context.lock is not None:
@@ -173,10 +263,13 @@ class TabLogic:
         with self.context.lock or contextlib.nullcontext():
             result = run_compare(req, progress=progress, cancel=cancel,
                                  load=lambda path: default_cache().load(path, device=device))
+        result.source = source_info
         headers, rows = metrics_table(result)
         out = self._fresh_output_dir()
-        files = write_downloads(result, out)
-        return render_view(result), (headers, rows), files, status_line(result), result
+        stem = run_stem(source_info.get("name") or ("image" if result.mode == "roundtrip" else "latents"))
+        files = write_downloads(result, out, stem=stem, relative_to=self.context.vae_dirs)
+        self._stems[id(result)] = (out, stem)
+        return render_view(result, run_id=stem), (headers, rows), files, status_line(result), result
 
     def _fresh_output_dir(self) -> str:
         """A new folder for one run's downloads; only the newest `KEEP_RUNS` runs stay on disk."""
@@ -187,6 +280,8 @@ class TabLogic:
 
     def pair(self, result, a, b, gain) -> str:
         """The before/after slider and difference map of two entries, chosen by pair label."""
+        import numpy as np
+
         if result is None:
             raise VaeLabError("run a comparison first")
         labels = pair_labels(result)
@@ -195,7 +290,25 @@ class TabLogic:
         ia, ib = labels[a], labels[b]
         entries = result.entries()
         diff = result.difference_map(ia, ib, gain=float(gain))
-        return render_pair(a, entries[ia][1], b, entries[ib][1], diff, float(gain))
+        raw = int(np.abs(entries[ia][1].astype(np.int16) - entries[ib][1].astype(np.int16)).max())
+        offset = 1 if result.reference_image is not None else 0
+        oa = result.outcomes[ia - offset] if ia >= offset else None
+        ob = result.outcomes[ib - offset] if ib >= offset else None
+        return render_pair(a, entries[ia][1], b, entries[ib][1], diff, float(gain), max_diff=raw,
+                           note=pair_note(oa, ob))
+
+    def crop(self, result, box) -> list[str]:
+        """The grid of the region the viewer shows (`box` "x,y,w,h" as fractions), at 1:1."""
+        if result is None:
+            raise VaeLabError("run a comparison first")
+        try:
+            x, y, w, h = (float(v) for v in str(box or "").split(","))
+        except ValueError:
+            raise VaeLabError("zoom into a region of the images first") from None
+        if not (0 < w <= 1 and 0 < h <= 1):
+            raise VaeLabError("zoom into a region of the images first")
+        out, stem = self._stems.get(id(result)) or (self._fresh_output_dir(), None)
+        return [crop_grid(result, (x, y, w, h), out, stem=stem)]
 
     # -- Get VAEs ------------------------------------------------------------------------
     def catalog_rows(self):
@@ -249,6 +362,11 @@ class TabLogic:
             return f"{what} is already in {dest} as {os.path.basename(res.path)} (same SHA-256)."
         check = "SHA-256 verified" if res.verified else f"SHA-256 {res.short_hash}… (no published hash to check)"
         return f"Saved {os.path.basename(res.path)} ({what}) in {dest}: {check}."
+
+
+def offered_sources(context: UiContext) -> list[str]:
+    """The input choices: "last generation's latents" only where a host keeps them (the WebUI)."""
+    return SOURCES if context.last_latents is not None else [SOURCE_IMAGE, SOURCE_FILE]
 
 
 def _get(e, key):

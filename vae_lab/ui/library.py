@@ -23,13 +23,27 @@ class VaeEntry:
     latent_channels: int | None = None
     sha256: str | None = None  # full-file SHA-256 (identity; matched against the catalog)
     error: str | None = None  # why it could not be identified (still offered: the run says more)
+    weights_id: str | None = None  # content id of the weights: equal ids = the same VAE
+    same_as: str | None = None  # the name of an earlier entry with the same weights
 
     @property
     def label(self) -> str:
         if self.error:
-            return f"{self.name} · ⚠ not readable"
+            return f"{self.name} · ⚠ not readable: {self.reason}"
         fam = family_label(self.family) or "unknown family"
-        return f"{self.name} · {fam}" + (f" · {self.latent_channels} ch" if self.latent_channels else "")
+        label = f"{self.name} · {fam}" + (f" · {self.latent_channels} ch" if self.latent_channels else "")
+        return label + (f" · same weights as {self.same_as}" if self.same_as else "")
+
+    @property
+    def reason(self) -> str:
+        """The error without the file's path or name in front (the label names the file)."""
+        msg = (self.error or "").splitlines()[0] if self.error else ""
+        for p in sorted({self.path, os.path.realpath(self.path), os.path.basename(self.path)}, key=len, reverse=True):
+            if msg.startswith(p):
+                msg = msg[len(p):].lstrip(" :")
+                break
+        short = msg.split(" (", 1)[0]  # the reason, not the parser's details
+        return (short[:77] + "…") if len(short) > 80 else short
 
 
 
@@ -60,7 +74,29 @@ def scan_vae_dirs(dirs) -> list[VaeEntry]:
                     continue
                 seen.add(path)
                 found.append(_identify(os.path.join(dirpath, fn)))
+    first_by_weights: dict[str, str] = {}
+    for e in found:
+        e.same_as = first_by_weights.get(e.weights_id) if e.weights_id else None
+        if e.weights_id:
+            first_by_weights.setdefault(e.weights_id, e.name)
     return found
+
+
+DIFFUSERS_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
+                   "diffusion_pytorch_model.bin", "diffusion_pytorch_model.fp16.bin")
+
+
+def display_name(path: str) -> str:
+    """The name a VAE is shown by: its file name, or for a diffusers folder (where every file is
+    `diffusion_pytorch_model.safetensors`) the folder's name: `sdxl-vae`, or `model/vae`."""
+    fn = os.path.basename(path)
+    if fn.lower() not in DIFFUSERS_NAMES:
+        return fn
+    folder = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(folder)
+    if name.lower() == "vae":  # a whole pipeline's vae/ subfolder
+        name = f"{os.path.basename(os.path.dirname(folder))}/vae"
+    return name + (" (fp16)" if ".fp16." in fn.lower() else "")
 
 
 def _identify(path: str) -> VaeEntry:
@@ -68,7 +104,7 @@ def _identify(path: str) -> VaeEntry:
     key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
     if key in _identity_cache:
         return _identity_cache[key]
-    name = os.path.basename(path)
+    name = display_name(path)
     try:
         from vae_lab.identity.identify import inspect
     except ImportError:  # identification not installed: offer the file, the run says more
@@ -83,6 +119,7 @@ def _identify(path: str) -> VaeEntry:
                 kind=info.kind,
                 latent_channels=info.latent_channels,
                 sha256=getattr(info, "file_sha256", None),
+                weights_id=getattr(info, "weights_id", None),
             )
         except VaeLabError as err:
             entry = VaeEntry(path, name, error=str(err))
