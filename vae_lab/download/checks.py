@@ -106,8 +106,8 @@ def check_payload_start(head: bytes, filename: str, content_type: str = "") -> N
         )
     if content_type in ("application/json", "text/json") or stripped.startswith((b"{\"", b"[")):
         if not filename.lower().endswith(".safetensors") or not _looks_like_safetensors(head):
-            snippet = head[:120].decode("utf-8", "replace").replace("\n", " ")
-            raise DownloadError(f"the server sent JSON, not a weights file: {snippet}")
+            # app-hostile: described, never echoed (the bytes may come from a service the user cannot see)
+            raise DownloadError(f"the server sent JSON ({content_type or 'no content type'}), not a weights file")
     lower = filename.lower()
     if lower.endswith(".safetensors"):
         if not _looks_like_safetensors(head):  # `head` is under 9 bytes only when that is the whole file

@@ -170,11 +170,13 @@ class _Transfer:
     """One URL into one folder. Holds the partial file, the running hash and the lock."""
 
     def __init__(self, url, dest: Path, *, filename, expected_sha, expected_from, expected_size, policy,
-                 session, progress, cancelled, console, retries, backoff, timeout, lock_wait, fsync):
+                 session, progress, cancelled, console, retries, backoff, timeout, lock_wait, fsync,
+                 host_policy=None):
         self.url, self.dest = url, dest
         self.filename = filename
         self.expected_sha, self.expected_from, self.expected_size = expected_sha, expected_from, expected_size
         self.policy, self.session = policy, session
+        self.host_policy = host_policy  # app-hostile: which hosts every hop may reach (download/policy.py)
         self.progress, self.cancelled, self.console = progress, cancelled, console
         self.retries, self.backoff, self.timeout, self.lock_wait, self.fsync = retries, backoff, timeout, lock_wait, fsync
         self.lock: FileLock | None = None
@@ -264,6 +266,8 @@ class _Transfer:
             if self.validator:
                 base["If-Range"] = self.validator
         for _ in range(MAX_REDIRECTS + 1):
+            if self.host_policy is not None:  # app-hostile: every hop, not just the first URL
+                self.host_policy.check_url(url)
             headers = dict(base)
             headers.update(self.policy.header_for(url))
             try:
@@ -329,7 +333,8 @@ class _Transfer:
             raise DownloadError(f"{host} refused the download (HTTP {code}): {hint}")
         if code == 404:
             raise DownloadError(f"not found (HTTP 404): {show_url(url)}")
-        raise DownloadError(f"{host} refused the download: HTTP {code} {resp.reason or ''}".rstrip())
+        # app-hostile: the standard phrase, never the server's own reason text (it is not ours to echo)
+        raise DownloadError(f"{host} refused the download: HTTP {code} {_status_phrase(code)}".rstrip())
 
     # ---- one attempt
     def receive(self, resp, offset: int) -> None:
@@ -602,6 +607,15 @@ def _reader(resp) -> Callable[[], bytes]:
     return lambda: resp.raw.read(CHUNK, decode_content=True)
 
 
+def _status_phrase(code: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return ""
+
+
 def _url_key(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
 
@@ -675,6 +689,7 @@ def download(
     to_safetensors: bool = False,
     fsync: bool = True,
     session=None,
+    host_policy=None,
 ) -> DownloadResult:
     """Download a catalog entry (id or name) or an http(s) URL into `dest_dir` (default `models/VAE`).
 
@@ -683,6 +698,8 @@ def download(
     when `cancel` fires. `progress(done_bytes, total_bytes_or_None)` is called as bytes arrive.
     `to_safetensors`: convert a downloaded pickle (.ckpt/.pt/.pth/.bin) to `<stem>.safetensors`
     with `vae_lab.files.convert` (identity kept in its metadata) and remove the pickle.
+    `host_policy`: a `vae_lab.download.policy.HostPolicy` checked at every redirect hop and on
+    every connection (the app passes one that refuses local and private addresses).
     """
     import requests
 
@@ -721,7 +738,7 @@ def download(
         raise DownloadError(f"cannot create the target folder {dest}: {err.strerror}") from None
     policy = _policy(tokens)
     own_session = session is None
-    session = session or requests.Session()
+    session = session or (host_policy.session() if host_policy is not None else requests.Session())
     cancelled = _cancel_fn(cancel)
     errors = []
     try:
@@ -730,7 +747,7 @@ def download(
                 url, dest, filename=name, expected_sha=expected_sha, expected_from=expected_from,
                 expected_size=expected_size, policy=policy, session=session, progress=progress,
                 cancelled=cancelled, console=console, retries=retries, backoff=backoff, timeout=timeout,
-                lock_wait=lock_wait, fsync=fsync,
+                lock_wait=lock_wait, fsync=fsync, host_policy=host_policy,
             )
             try:
                 result = transfer.run()

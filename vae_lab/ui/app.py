@@ -37,11 +37,18 @@ def page_assets() -> tuple[str, str]:
     return STYLE.read_text(encoding="utf-8"), SCRIPT.read_text(encoding="utf-8")
 
 
-def build_app(context=None):
-    """The tab wrapped as a page: CSS, the script, and the queue (progress bars, Stop)."""
-    from vae_lab.ui.tab import build_tab
+DEFAULT_CONCURRENCY = 2  # comparisons that run at once; the others wait in the queue
 
+
+def build_app(context=None, concurrency: int = DEFAULT_CONCURRENCY):
+    """The tab wrapped as a page: CSS, the script, and the queue (progress bars, Stop).
+
+    `concurrency` > 1: one user's long comparison does not hold everyone else's; the quick
+    events (source switch, refresh, Stop) skip the queue anyway.
+    """
     import gradio as gr
+
+    from vae_lab.ui.tab import build_tab
 
     css, js = page_assets()
     theme = gr.themes.Default(font=SANS, font_mono=MONO)
@@ -49,7 +56,7 @@ def build_app(context=None):
     with demo:
         # runs the classic script once, in the page's global scope, when the page loads
         demo.load(None, None, None, **compat.js_kwargs("() => {\n" + js + "\n}"))
-    return compat.enable_queue(demo)
+    return compat.enable_queue(demo, concurrency=max(1, int(concurrency)), api_open=False)
 
 
 def check_port(host: str, port: int) -> None:
@@ -104,35 +111,15 @@ class LocalPage:
         await self.app(scope, receive, rewrite)
 
 
-def local_app(demo):
-    """The app as an ASGI application: Gradio mounted at / behind `LocalPage`, no API docs."""
-    import fastapi
-    import gradio as gr
+def launch(context, host: str = "127.0.0.1", port: int = 7861, inbrowser: bool = False, *,
+           allowed_hosts=(), concurrency: int = DEFAULT_CONCURRENCY):
+    """Serve the app until interrupted, behind `exposure.OriginGuard` (see `vae_lab.ui.exposure`)."""
+    from vae_lab.ui import exposure
 
-    demo.show_api = False
-    outer = fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    return LocalPage(gr.mount_gradio_app(outer, demo, path="/"))
-
-
-def launch(context, host: str = "127.0.0.1", port: int = 7861, share: bool = False, inbrowser: bool = False):
-    """Serve the app until interrupted.
-
-    Served by uvicorn directly (Gradio's own `launch` would serve its page with the CDN tags);
-    `share` needs Gradio's tunnel, so it goes through `launch`, which is online anyway."""
     check_port(host, port)
-    demo = build_app(context)
-    if share:
-        demo.launch(server_name=host, server_port=port, share=True, inbrowser=inbrowser, show_api=False, quiet=False)
-        return demo
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(local_app(demo), host=host, port=port, log_level="warning"))
-    url = page_url(host, port)
-    log.info("serving %s", url)
-    if inbrowser:
-        import threading
-        import webbrowser
-
-        threading.Timer(1.5, webbrowser.open, [url]).start()
-    server.run()
+    demo = build_app(context, concurrency=concurrency)
+    folders = list(getattr(context, "vae_dirs", None) or []) + [getattr(context, "download_dir", None) or ""]
+    exposure.serve(demo, host=host, port=port, inbrowser=inbrowser,
+                   exposure=exposure.Exposure(allowed_hosts=frozenset(allowed_hosts)), blocked=folders,
+                   middleware=(LocalPage,))
     return demo

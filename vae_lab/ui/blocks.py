@@ -43,10 +43,12 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
         with gr.Row(elem_id="vae_lab_main", equal_height=False):
             with gr.Column(scale=1, min_width=300, elem_id="vae_lab_inputs"):
                 source = gr.Radio(offered_sources(context), value=SOURCE_IMAGE, label="Input", elem_id="vae_lab_source")
-                image = gr.File(label="Image (PNG, JPEG, WebP…)", file_types=IMAGE_TYPES, elem_id="vae_lab_image")
+                image = compat.upload_file(label="Image (PNG, JPEG, WebP…)", file_types=IMAGE_TYPES,
+                                           elem_id="vae_lab_image")
                 preview = gr.HTML("", elem_id="vae_lab_preview")
-                latent_file = gr.File(label="Latent file (.safetensors / .pt)", file_types=[".safetensors", ".pt"],
-                                      visible=False, elem_id="vae_lab_latent_file")
+                latent_file = compat.upload_file(label="Latent file (.safetensors / .pt)",
+                                                 file_types=[".safetensors", ".pt"],
+                                                 visible=False, elem_id="vae_lab_latent_file")
                 latent_note = gr.HTML("", visible=False, elem_id="vae_lab_latent_note")
                 with gr.Row(elem_id="vae_lab_buttons"):
                     run = gr.Button("Compare", variant="primary", scale=3, min_width=100, elem_id="vae_lab_run")

@@ -49,6 +49,10 @@ class UiContext:
     tokens: Callable[[], dict] | None = None
     precision: Callable[[], str] | None = None
     vae_list_outputs: Callable[[], list] | None = None
+    # what one request may ask for (vae_lab.limits / download.policy / ui.exposure)
+    limits: Any = None  # `vae_lab.limits.Limits`; None: `Limits.default()`
+    download_policy: Any = None  # `vae_lab.download.policy.HostPolicy`; None: public hosts only
+    download_seconds: float | None = None  # overall limit of one download; None: the default
 
     def default_precision(self) -> str:
         value = self.precision() if self.precision else "auto"

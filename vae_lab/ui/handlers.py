@@ -15,6 +15,8 @@ import threading
 from vae_lab.compare.report import format_bytes
 from vae_lab.errors import VaeLabError
 from vae_lab.ui import gradio_compat as compat
+from vae_lab.ui import vae_ids
+from vae_lab.ui.exposure import upload_name
 from vae_lab.ui.context import UiContext
 from vae_lab.ui.exports import crop_grid, run_stem, write_downloads
 from vae_lab.ui.library import forget_missing, vae_choices
@@ -28,7 +30,6 @@ SOURCES = [SOURCE_IMAGE, SOURCE_LAST, SOURCE_FILE]
 ENCODER_FIRST = "First VAE of each latent family"  # the runner's "family": works for any mix
 ENCODER_OWN = "Each VAE's own encoder"
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"]
-MAX_IMAGE_PIXELS = 64_000_000  # 8000×8000: beyond that a decode per VAE would take minutes and GiBs
 TILINGS = ["auto", "off", "on"]
 NO_REFERENCE = "(none)"
 
@@ -47,7 +48,7 @@ def load_latent_input(source, latent_file, context: UiContext):
         raise VaeLabError("choose a latent file (.safetensors or .pt)")
     from vae_lab.files import latents as latent_files
 
-    name = upload_name(latent_file) or os.path.basename(path)
+    name = upload_name(latent_file)  # the user's file name, never the server's path
     try:
         t, meta = latent_files.load_latents(path)
     except VaeLabError as err:  # name the file as the user knows it, not by Gradio's temp path
@@ -65,16 +66,7 @@ def _without_path(message: str, path: str, name: str) -> str:
     return message.splitlines()[0][:300] if message else name
 
 
-def upload_name(f) -> str | None:
-    """The name the user's file had (Gradio 3.41 keeps it in `orig_name`; 4.x in the path)."""
-    if f is None:
-        return None
-    orig = getattr(f, "orig_name", None)
-    path = _file_path(f)
-    return os.path.basename(orig or path or "") or None
-
-
-def read_image(upload):
+def read_image(upload, limits=None):
     """(HxWx3 uint8 array, file name) of an uploaded image, or a `VaeLabError` saying why not.
 
     Read here rather than by Gradio's image widget, so that a file that is no image gets a
@@ -88,10 +80,8 @@ def read_image(upload):
         raise VaeLabError("upload an image first")
     try:
         with Image.open(path) as im:
-            w, h = im.size
-            if w * h > MAX_IMAGE_PIXELS:
-                raise VaeLabError(f"{name} is {w}×{h}, larger than this tab takes ({MAX_IMAGE_PIXELS // 1_000_000} "
-                                  "megapixels); crop or scale it down first")
+            if limits is not None:  # before decoding the pixels: the header has the size
+                limits.check_image(*im.size, what=name)
             im = ImageOps.exif_transpose(im)
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 rgba = im.convert("RGBA")
@@ -189,7 +179,8 @@ class TabLogic:
         valid = {p for (label, p) in choices if not label.startswith("✕")}
         latent_mode = source != SOURCE_IMAGE
         kept = [p for p in (selected or []) if p in valid]
-        dropped = [os.path.basename(p) for p in (selected or []) if p not in valid]
+        names = {vae_ids.vae_id(e): e.name for e in self.context.entries()}
+        dropped = [names[p] for p in (selected or []) if p not in valid and p in names]
         if dropped:
             note = (note + " · " if note else "") + "unticked (cannot decode these latents): " + ", ".join(dropped)
         return (
@@ -211,7 +202,7 @@ class TabLogic:
         if upload is None:
             return "", ""
         try:
-            arr, name = read_image(upload)
+            arr, name = read_image(upload, self.limits())
         except VaeLabError as err:
             return "", toast(str(err), "error")
         return image_preview(arr, name), ""
@@ -220,18 +211,22 @@ class TabLogic:
     def request(self, source, image, latent_file, vaes, encoder, precision, tiling, reference):
         from vae_lab.compare.result import CompareRequest
 
-        names = {e.path: e.name for e in self.context.entries() if e.name != os.path.basename(e.path)}
-        kw = dict(vae_paths=list(vaes or []), precision=precision or "auto", tile=_tile_value(tiling or "auto"),
-                  names=names)
+        entries = self.context.entries()
+        # ids the server gave out -> entries of its own list (never a client-named path)
+        paths = vae_ids.resolve_paths(vaes, entries)
+        names = {e.path: e.name for e in entries if e.name != os.path.basename(e.path)}
+        kw = dict(vae_paths=paths, precision=precision or "auto", tile=_tile_value(tiling or "auto"), names=names)
+        limits = self.limits()
         if source == SOURCE_IMAGE:
             if image is None:
                 raise VaeLabError("upload an image first")
-            arr, name = self._image_array(image)
+            arr, name = self._image_array(image, limits)
             if not vaes:
                 raise VaeLabError("tick at least one VAE")
             req = CompareRequest(image=arr, latents=None, encoder="own" if encoder == ENCODER_OWN else "family", **kw)
             return req, {"name": name, "width": int(arr.shape[1]), "height": int(arr.shape[0])}
         latents, family, _ = load_latent_input(source, latent_file, self.context)
+        limits.check_latents(latents.shape)
         if not vaes:
             raise VaeLabError("tick at least one VAE")
         src = {"name": upload_name(latent_file) if source == SOURCE_FILE else "last generation",
@@ -239,14 +234,20 @@ class TabLogic:
         return CompareRequest(image=None, latents=latents, latents_family=family,
                               reference=self.reference_path(reference), **kw), src
 
+    def limits(self):
+        from vae_lab.limits import Limits
+
+        return self.context.limits or Limits.default()
+
     @staticmethod
-    def _image_array(image):
+    def _image_array(image, limits):
         import numpy as np
 
         if isinstance(image, np.ndarray):  # an array from a host or a test
             arr = image if image.ndim == 3 else np.stack([image] * 3, axis=-1)
+            limits.check_image(arr.shape[1], arr.shape[0])
             return np.ascontiguousarray(arr[..., :3].astype("uint8")), None
-        return read_image(image)
+        return read_image(image, limits)
 
     def run(self, source, image, latent_file, vaes, encoder, precision, tiling, reference, session="", progress=None):
         """Run the comparison; returns (view html, (headers, rows), files, status html, result).
@@ -353,8 +354,19 @@ class TabLogic:
                 frac = min(done / total, 1.0) if total else 0.0
                 progress(frac, f"{format_bytes(done)} of {format_bytes(total) if total else '?'}")
 
-        res = download.download(target, dest, tokens=self.context.tokens, progress=on_progress, cancel=cancel,
-                                console=False)
+        # public hosts only (unless the host allows local ones), an overall deadline
+        from vae_lab.download.policy import HostPolicy
+        from vae_lab.limits import DEFAULT_DOWNLOAD_SECONDS
+        from vae_lab.ui.cancelling import Deadline
+
+        deadline = Deadline(self.context.download_seconds or DEFAULT_DOWNLOAD_SECONDS, cancel)
+        try:
+            res = download.download(target, dest, tokens=self.context.tokens, progress=on_progress,
+                                    cancel=deadline, console=False,
+                                    host_policy=self.context.download_policy or HostPolicy())
+        except download.DownloadCancelled:
+            deadline.raise_if_expired("the download")
+            raise
         if self.context.on_vaes_changed:
             self.context.on_vaes_changed()
         what = res.entry.name if getattr(res, "entry", None) else res.filename

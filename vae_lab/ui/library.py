@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from vae_lab.compare.report import family_label
 from vae_lab.errors import VaeLabError
+from vae_lab.ui import vae_ids
 
 VAE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
@@ -139,7 +140,7 @@ def incompatibility(entry: VaeEntry, channels: int | None, family: str | None) -
 
 
 def vae_choices(entries, channels=None, family=None) -> list[tuple[str, str]]:
-    """(label, path) pairs for the multi-select; incompatible VAEs are marked with the reason.
+    """(label, VAE id) pairs for the multi-select; incompatible VAEs are marked with the reason.
 
     The marked ones are disabled in the page by `vae_lab.js` (class `vae-lab-incompatible`
     is set on inputs whose label starts with "✕").
@@ -147,7 +148,7 @@ def vae_choices(entries, channels=None, family=None) -> list[tuple[str, str]]:
     choices = []
     for e in entries:
         why = incompatibility(e, channels, family) if (channels or family) else None
-        choices.append((f"✕ {e.label} — {why}" if why else e.label, e.path))
+        choices.append((f"✕ {e.label} — {why}" if why else e.label, vae_ids.vae_id(e)))  # never a path
     return choices
 
 
