@@ -5,8 +5,8 @@ What the events do lives in `handlers.py`; the HTML in `render.py`; Gradio 3/4 d
 in `gradio_compat.py`.
 """
 
-# No `from __future__ import annotations` here: Gradio reads the `gr.Request` / `gr.Progress`
-# annotations of the event handlers at run time.
+# No `from __future__ import annotations` here: Gradio reads the `gr.Progress` defaults of the
+# event handlers at run time.
 from vae_lab.errors import VaeLabError
 from vae_lab.ui import gradio_compat as compat
 from vae_lab.ui.context import PRECISIONS, TabUi, UiContext
@@ -25,6 +25,20 @@ def _frame(headers, rows):
     return pd.DataFrame(rows, columns=headers)
 
 
+class _SessionKey:
+    """A key per browser session, held in a `gr.State` (Gradio deep-copies a State's value for
+    each session). Stop is a quick event outside the queue, and Gradio 3.41 gives those no
+    session hash, so Stop and the queued run it stops find each other by this key instead."""
+
+    def __init__(self):
+        import uuid
+
+        self.value = uuid.uuid4().hex
+
+    def __deepcopy__(self, memo):
+        return _SessionKey()
+
+
 def _error(err: Exception) -> str:
     return toast(str(err), "error")
 
@@ -40,6 +54,7 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
 
     with gr.Blocks(analytics_enabled=False, **blocks_kwargs) as tab:
         result_state = gr.State(None)
+        session = gr.State(_SessionKey())
         with gr.Row(elem_id="vae_lab_main", equal_height=False):
             with gr.Column(scale=1, min_width=300, elem_id="vae_lab_inputs"):
                 source = gr.Radio(offered_sources(context), value=SOURCE_IMAGE, label="Input", elem_id="vae_lab_source")
@@ -118,11 +133,10 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
             hidden = compat.update(value=None, visible=False)
             return "", "", "", hidden
 
-        def do_run(src, img, lf, sel, enc, prec, til, ref, request: gr.Request, progress=gr.Progress()):
-            session = getattr(request, "session_hash", None) or ""
+        def do_run(key, src, img, lf, sel, enc, prec, til, ref, progress=gr.Progress()):
             try:
                 html_view, table, fls, msg, result = logic.run(
-                    src, img, lf, sel, enc, prec, til, ref, session=session,
+                    src, img, lf, sel, enc, prec, til, ref, session=key.value,
                     progress=lambda frac, text="": progress(frac, desc=text))
             except VaeLabError as err:
                 return compat.update(), _error(err)
@@ -149,19 +163,20 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
                     shown, shown, None)
 
         cleared = run.click(clear, None, [status, metrics, pair_view, files], queue=False, **quiet)
-        run_event = cleared.then(do_run, [source, image, latent_file, vaes, encoder, precision, tiling, reference],
+        run_event = cleared.then(do_run, [session, source, image, latent_file, vaes, encoder, precision, tiling,
+                                          reference],
                                  [view, run_state], **quiet)
         run_event.then(show_run, [run_state, gain],
                        [metrics, files, status, result_state, pair_a, pair_b, pair_view, pair_row, export_row, run_state],
                        queue=False, **quiet)
 
-        def do_stop(request: gr.Request):
+        def do_stop(key):
             # no `cancels=`: killing the job would throw away what finished and leave the
             # decode running in its thread; the runner stops at the next check instead
-            logic.cancels.cancel(getattr(request, "session_hash", None) or "")
+            logic.cancels.cancel(key.value)
             return toast("Stopping: finishing the current step…", "info")
 
-        stop.click(do_stop, None, [status], queue=False, **quiet)
+        stop.click(do_stop, [session], [status], queue=False, **quiet)
 
         def do_pair(result, a, b, g):
             if result is None:
@@ -183,8 +198,8 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
         crop_btn.click(do_crop, [result_state, crop_box], [files, status], queue=False,
                        **compat.js_kwargs(_JS_CROP), **quiet)
 
-        def do_download(p, u, request: gr.Request, progress=gr.Progress()):
-            cancel = logic.cancels.fresh("download:" + (getattr(request, "session_hash", None) or ""))
+        def do_download(key, p, u, progress=gr.Progress()):
+            cancel = logic.cancels.fresh("download:" + key.value)
             try:
                 return logic.download(p, u, progress=lambda frac, text="": progress(frac, desc=text), cancel=cancel)
             except VaeLabError as err:
@@ -195,7 +210,7 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
             return _frame(h, r)
 
         # the long step outputs only the status line, so the catalog table stays in view
-        get_event = get.click(do_download, [pick, url], [get_status], **quiet)
+        get_event = get.click(do_download, [session, pick, url], [get_status], **quiet)
         get_event.then(catalog_now, None, [catalog_df], queue=False, **quiet)
         get_event.then(logic.refresh, [source, latent_file, vaes], [vaes, reference], queue=False, **quiet)
         host_lists = context.vae_list_outputs() if context.vae_list_outputs else []
@@ -206,10 +221,10 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
 
             get_event.then(update_host_lists, None, [c for c, _ in host_lists], queue=False, **quiet)
 
-        def do_stop_download(request: gr.Request):
-            logic.cancels.cancel("download:" + (getattr(request, "session_hash", None) or ""))
+        def do_stop_download(key):
+            logic.cancels.cancel("download:" + key.value)
             return "Download cancelled; nothing was left in the VAE folder."
 
-        get_stop.click(do_stop_download, None, [get_status], cancels=[get_event], queue=False, **quiet)
+        get_stop.click(do_stop_download, [session], [get_status], cancels=[get_event], queue=False, **quiet)
     tab.vae_lab = ui
     return tab

@@ -141,7 +141,7 @@ class TabLogic:
         self.context = context
         self.cancels = _Cancels()
         self._out_root = tempfile.mkdtemp(prefix="vae_lab_ui_")
-        self._stems: dict[int, tuple[str, str]] = {}  # id(result) -> (its download folder, file stem)
+        self._stems: dict[int, tuple] = {}  # id(result) -> (its download folder, file stem, its files)
 
     # -- VAE list ------------------------------------------------------------------------
     def choices_for(self, source, latent_file=None):
@@ -269,7 +269,7 @@ class TabLogic:
         out = self._fresh_output_dir()
         stem = run_stem(source_info.get("name") or ("image" if result.mode == "roundtrip" else "latents"))
         files = write_downloads(result, out, stem=stem, relative_to=self.context.vae_dirs)
-        self._stems[id(result)] = (out, stem)
+        self._stems[id(result)] = (out, stem, files)
         return render_view(result, run_id=stem), (headers, rows), files, status_line(result), result
 
     def _fresh_output_dir(self) -> str:
@@ -299,7 +299,8 @@ class TabLogic:
                            note=pair_note(oa, ob))
 
     def crop(self, result, box) -> list[str]:
-        """The grid of the region the viewer shows (`box` "x,y,w,h" as fractions), at 1:1."""
+        """The run's files with the grid of the region the viewer shows (`box` "x,y,w,h" as
+        fractions) at 1:1 added first."""
         if result is None:
             raise VaeLabError("run a comparison first")
         try:
@@ -308,8 +309,9 @@ class TabLogic:
             raise VaeLabError("zoom into a region of the images first") from None
         if not (0 < w <= 1 and 0 < h <= 1):
             raise VaeLabError("zoom into a region of the images first")
-        out, stem = self._stems.get(id(result)) or (self._fresh_output_dir(), None)
-        return [crop_grid(result, (x, y, w, h), out, stem=stem)]
+        out, stem, files = self._stems.get(id(result)) or (self._fresh_output_dir(), None, [])
+        path = crop_grid(result, (x, y, w, h), out, stem=stem)
+        return [path] + [f for f in files if f != path]
 
     # -- Get VAEs ------------------------------------------------------------------------
     def catalog_rows(self):
