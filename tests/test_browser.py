@@ -447,7 +447,7 @@ def test_latents_disable_incompatible_vaes(page, tmp_path):
     assert page.locator("#vae_lab_latent_note .vae-lab-toast-error").count() == 1
     # the VAE list: filter and select all / none
     page.get_by_label("Image (round trip)").check()
-    page.wait_for_selector("#vae_lab_image input[type=file]", state="attached")
+    page.wait_for_selector("#vae_lab_image", state="visible")
     page.fill("#vae_lab_vaes .vae-lab-filter", "random")
     shown = page.eval_on_selector_all("#vae_lab_vaes label", "ls => ls.filter(l => l.style.display !== 'none').length")
     assert shown == 2
@@ -464,7 +464,8 @@ def test_screenshots_of_the_tab(page, browser_context, server, photo):
     if not folder:
         pytest.skip("set VAE_LAB_SCREENSHOTS to write the docs' screenshots")
     for width, height in ((1920, 1080), (800, 1000)):
-        pg = browser_context.new_page(viewport={"width": width, "height": height})
+        pg = browser_context.new_page()
+        pg.set_viewport_size({"width": width, "height": height})
         pg.goto(server)
         pg.wait_for_selector("#vae_lab_run")
         _upload(pg, "vae_lab_image", str(photo))

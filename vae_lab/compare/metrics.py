@@ -31,7 +31,7 @@ SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
 LPIPS_ENV = "VAE_LAB_LPIPS_DIR"
-LPIPS_NOTE_MISSING = "LPIPS: no local weights (see README)"
+LPIPS_NOTE_MISSING = "LPIPS: no local weights (see docs/tab.md, LPIPS)"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -167,7 +167,7 @@ def find_lpips_weights(directory: str | None = None) -> tuple[str, str] | str:
         lin = os.path.join(directory, "alex.pth")
         if backbone and os.path.isfile(lin):
             return backbone[0], lin
-        return f"LPIPS: {directory} lacks alexnet-owt-*.pth and alex.pth (see README)"
+        return f"LPIPS: {directory} lacks alexnet-owt-*.pth and alex.pth (see docs/tab.md, LPIPS)"
     lin = None
     try:
         import importlib.util

@@ -205,7 +205,7 @@ def metrics_html(headers, rows) -> str:
 
 
 def _lpips_reason(note: str) -> str:
-    """'LPIPS: no local weights (see README)' -> 'no local weights' (the status line has the rest)."""
+    """'LPIPS: no local weights (see docs/tab.md, LPIPS)' -> 'no local weights' (the status line has the rest)."""
     reason = note.split(":", 1)[1].strip() if note.lower().startswith("lpips:") else note
     return re.sub(r"\s*\(.*?\)\s*$", "", reason) or reason
 
