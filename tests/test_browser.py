@@ -458,6 +458,26 @@ def test_latents_disable_incompatible_vaes(page, tmp_path):
     assert BLOCKED == []
 
 
+def test_narrow_window_stacks_and_brings_results_into_view(browser_context, server, photo):
+    pg = browser_context.new_page()
+    pg.set_viewport_size({"width": 800, "height": 900})
+    pg.goto(server + "?__theme=dark")
+    pg.wait_for_selector("#vae_lab_run")
+    _upload(pg, "vae_lab_image", photo)
+    pg.wait_for_selector("#vae_lab_preview img")
+    _tick(pg, KL_NAMES[0])
+    pg.locator("#vae_lab_run").scroll_into_view_if_needed()
+    pg.click("#vae_lab_run")
+    _wait_run(pg)
+    pg.wait_for_timeout(800)  # the smooth scroll
+    inputs = pg.locator("#vae_lab_inputs").bounding_box()
+    view = pg.locator("#vae_lab_view .vae-lab-view").first.bounding_box()
+    assert view["y"] > inputs["y"] + inputs["height"] - 5  # stacked under the inputs
+    assert view["width"] > 0.8 * 800 - 40
+    assert -5 <= view["y"] < 900 - 80  # scrolled into sight
+    pg.close()
+
+
 def test_screenshots_of_the_tab(page, browser_context, server, photo):
     """With VAE_LAB_SCREENSHOTS=folder: the tab at 1920 and 800 px wide, after a comparison."""
     folder = os.environ.get("VAE_LAB_SCREENSHOTS")

@@ -55,7 +55,7 @@ def build_app(context=None, concurrency: int = DEFAULT_CONCURRENCY):
     demo = build_tab(context, css=css + APP_CSS, title=TITLE, theme=theme)
     with demo:
         # runs the classic script once, in the page's global scope, when the page loads
-        demo.load(None, None, None, **compat.js_kwargs("() => {\n" + js + "\n}"))
+        demo.load(None, None, None, **compat.js_kwargs("() => {\n" + js + "\n}"), **compat.event_kwargs())
     return compat.enable_queue(demo, concurrency=max(1, int(concurrency)), api_open=False)
 
 
