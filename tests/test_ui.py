@@ -414,6 +414,10 @@ def test_get_vaes_downloads_into_the_folder_and_refreshes(tmp_path):
         assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["my-vae.safetensors"]
     with pytest.raises(VaeLabError, match="choose a catalog entry or paste a URL"):
         logic.download("", "  ")
+    # in the tab, no command-line advice: a URL box that holds no URL says so in the tab's words
+    with pytest.raises(VaeLabError) as err:
+        logic.download(None, "sdxl-vae")
+    assert "https://" in str(err.value) and "python -m" not in str(err.value)
 
 
 def test_runs_wait_for_the_hosts_lock_and_keep_few_download_folders(context, vae_dir, small_photo):

@@ -346,7 +346,10 @@ class TabLogic:
         """Download a catalog entry or a URL into the VAE folder; one line saying what happened."""
         from vae_lab.download import transfer as download
 
-        target = (url or "").strip() or (pick or "").strip()
+        url = (url or "").strip()
+        if url and not url.lower().startswith(("http://", "https://")):
+            raise VaeLabError("paste a link that starts with https:// (or choose a VAE from the catalog list)")
+        target = url or (pick or "").strip()
         if not target:
             raise VaeLabError("choose a catalog entry or paste a URL")
         dest = self.context.target_dir()
