@@ -5,7 +5,7 @@ fetches what the page names, with the server's network position (its loopback, i
 cloud metadata service at 169.254.169.254). `HostPolicy` says no to every address that is not
 globally routable, at two points:
 
-* `check_url(url)` resolves the URL's host name and refuses it if *any* of its addresses is not
+* `check(url)` resolves the URL's host name and refuses it if *any* of its addresses is not
   public (checked before the first request and again at every redirect hop);
 * the `requests.Session` from `session()` checks the address each connection actually reached
   (the socket's peer), so a name that resolves to a public address for the check and to
@@ -54,8 +54,10 @@ class HostPolicy:
     def allows(self, addr) -> bool:
         return self.allow_local or bool(_ip(str(addr)).is_global)
 
-    def check_url(self, url: str) -> None:
-        """Raise `RefusedHost` when `url`'s host resolves to an address this policy refuses."""
+    def check(self, url: str) -> None:
+        """Raise `RefusedHost` when `url`'s host resolves to an address this policy refuses.
+
+        `download(policy=…)` calls it before the first request and at every redirect hop."""
         if self.allow_local:
             return
         p = urlsplit(url)
@@ -74,6 +76,8 @@ class HostPolicy:
         peer = sock.getpeername()[0]
         if not self.allows(peer):
             raise RefusedHost(self._refusal(host, _ip(peer)))
+
+    check_url = check
 
     @staticmethod
     def _refusal(host: str, addr) -> str:

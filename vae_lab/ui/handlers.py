@@ -359,19 +359,16 @@ class TabLogic:
                 frac = min(done / total, 1.0) if total else 0.0
                 progress(frac, f"{format_bytes(done)} of {format_bytes(total) if total else '?'}")
 
-        # public hosts only (unless the host allows local ones), an overall deadline
+        # public hosts only (unless the host allows local ones), checked at every hop and on every
+        # connection (the policy's session); an overall deadline
         from vae_lab.download.policy import HostPolicy
         from vae_lab.limits import DEFAULT_DOWNLOAD_SECONDS
-        from vae_lab.ui.cancelling import Deadline
 
-        deadline = Deadline(self.context.download_seconds or DEFAULT_DOWNLOAD_SECONDS, cancel)
-        try:
-            res = download.download(target, dest, tokens=self.context.tokens, progress=on_progress,
-                                    cancel=deadline, console=False,
-                                    host_policy=self.context.download_policy or HostPolicy())
-        except download.DownloadCancelled:
-            deadline.raise_if_expired("the download")
-            raise
+        policy = self.context.download_policy or HostPolicy()
+        with contextlib.closing(policy.session()) as session:
+            res = download.download(target, dest, tokens=self.context.tokens, progress=on_progress, cancel=cancel,
+                                    console=False, policy=policy, session=session,
+                                    deadline=self.context.download_seconds or DEFAULT_DOWNLOAD_SECONDS)
         if self.context.on_vaes_changed:
             self.context.on_vaes_changed()
         what = res.entry.name if getattr(res, "entry", None) else res.filename
