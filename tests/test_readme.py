@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 # pages other branches write (docs/webui.md: Forge, docs/testing.md: stacks); until they are
 # merged the README may link ahead to them
-WRITTEN_ELSEWHERE = {"docs/webui.md", "docs/testing.md", "docs/threat-model.md"}
+WRITTEN_ELSEWHERE = {"docs/webui.md", "docs/testing.md"}
 
 
 def test_readme_starts_with_the_two_commands():
