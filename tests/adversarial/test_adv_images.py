@@ -161,20 +161,21 @@ def test_exif_orientation_same_in_cli_and_tab(tmp_path, vae):
 
 
 def test_tab_upload_goes_through_the_same_loader(tmp_path, vae):
-    """The tab's request handler gets Gradio's PIL image in its own mode (image_mode=None)."""
+    """The tab reads the uploaded file itself; 16-bit, EXIF and the pixel bound as in the CLI."""
     from PIL import Image
 
     from vae_lab.errors import VaeLabError
-    from vae_lab.files.imaging import MAX_IMAGE_PIXELS
     from vae_lab.ui import tab, vae_ids
 
     logic = tab.TabLogic(tab.UiContext(vae_dirs=[str(tmp_path)], last_latents=lambda: None))
     chosen = [vae_ids.vae_id(e) for e in logic.context.entries()]  # the ids the page is given
     args = (tab.ENCODER_FIRST, "fp32", "off", tab.NO_REFERENCE)
-    req = logic.request(tab.SOURCE_IMAGE, _gray16(32768, "I;16"), None, chosen, *args)
-    assert req.image.shape == (4, 4, 3) and np.all(req.image == 128)
+    gray = tmp_path / "g16.png"
+    Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16)).save(gray)
+    req, _ = logic.request(tab.SOURCE_IMAGE, str(gray), None, chosen, *args)
+    assert req.image.shape == (8, 8, 3) and np.all(req.image == 128)
     rotated = H.jpeg_with_orientation(tmp_path / "rot.jpg", 32, 16, 6)
-    with Image.open(rotated) as im:
-        assert logic.request(tab.SOURCE_IMAGE, im, None, chosen, *args).image.shape == (32, 16, 3)
-    with pytest.raises(VaeLabError, match="pixels"):
-        logic.request(tab.SOURCE_IMAGE, Image.new("L", (MAX_IMAGE_PIXELS // 1000 + 1, 1000)), None, chosen, *args)
+    assert logic.request(tab.SOURCE_IMAGE, str(rotated), None, chosen, *args)[0].image.shape == (32, 16, 3)
+    bomb = H.png_bomb(tmp_path / "bomb.png", 10000, 10000)
+    with pytest.raises(VaeLabError):
+        logic.request(tab.SOURCE_IMAGE, str(bomb), None, chosen, *args)
