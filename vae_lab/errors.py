@@ -24,3 +24,7 @@ class IncompatibleVae(VaeLabError):
 
 class DownloadError(VaeLabError):
     """A download that was refused or failed; nothing is left in the target folder."""
+
+
+class Cancelled(VaeLabError):
+    """An encode/decode stopped on request (the `cancel` argument): nothing was returned."""
