@@ -79,7 +79,7 @@ class ResnetBlock(nn.Module):
         h = g.keep(g.conv(g.norm(x, self.norm1, silu=True), self.conv1, name="res.conv1"), "small")
         h = g.conv(g.norm(h, self.norm2, silu=True), self.conv2, name="res.conv2")
         if self.nin_shortcut is not None:
-            x = g.conv(x, self.nin_shortcut, name="res.nin")
+            x = g.keep(g.conv(x, self.nin_shortcut, name="res.nin"), "small")
         return g.keep(g.add(h, x, name="res.out"), "always")
 
 

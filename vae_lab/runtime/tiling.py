@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vae_lab.errors import Cancelled
-from vae_lab.models.ops import upsample2_conv3x3_padded
+from vae_lab.models.ops import phase_kernel, upsample2_conv3x3_padded
 
 log = logging.getLogger("vae_lab.tiling")
 
@@ -134,6 +134,7 @@ class Up2Conv(Op):
     def __init__(self, conv: nn.Conv2d):
         assert conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
         self.conv = conv
+        self._kernel = None  # made on first use, for all tiles
 
     def _src(self, box):
         return (box[0] // 2, (box[1] - 1) // 2 + 1, box[2] // 2, (box[3] - 1) // 2 + 1)
@@ -147,7 +148,10 @@ class Up2Conv(Op):
 
     def run(self, xs, haves, hws, box):
         src = self._src(box)
-        y = upsample2_conv3x3_padded(_cut(xs[0], haves[0], self.need(box, 0), hws[0]), self.conv.weight, self.conv.bias)
+        if self._kernel is None:
+            self._kernel = phase_kernel(self.conv.weight)
+        xp = _cut(xs[0], haves[0], self.need(box, 0), hws[0])
+        y = upsample2_conv3x3_padded(xp, self.conv.weight, self.conv.bias, self._kernel)
         dy, dx = box[0] - 2 * src[0], box[2] - 2 * src[2]
         return y[:, :, dy : dy + box[1] - box[0], dx : dx + box[3] - box[2]]
 
@@ -204,11 +208,16 @@ class _Moments:
         self.m2 = None
 
     def add(self, x, groups: int):
-        b = x.shape[0]
-        g = x.reshape(b, groups, -1)
-        n = g.shape[-1]
-        var, mean = torch.var_mean(g.float(), dim=-1, correction=0)
-        mean, m2 = mean.double(), var.double() * n
+        # per-channel moments (a reduction over H, W: cheap in channels_last too), then the
+        # channels of each group merged (equal counts: the group mean is the mean of means)
+        b, c = x.shape[:2]
+        var, mean = torch.var_mean(x.float(), dim=(2, 3), correction=0)
+        per = x.shape[2] * x.shape[3]
+        mean, m2 = mean.double().view(b, groups, c // groups), var.double().view(b, groups, c // groups) * per
+        n = per * (c // groups)
+        gmean = mean.mean(-1)
+        m2 = m2.sum(-1) + ((mean - gmean[..., None]) ** 2).sum(-1) * per
+        mean = gmean
         if self.mean is None:
             self.n, self.mean, self.m2 = n, mean, m2
             return
@@ -383,6 +392,7 @@ class TiledRun:
         self.out_device = out_device
         self.progress, self.cancel = progress, cancel
         self.passes = self._plan()
+        self.peak_store_bytes = 0  # the most bytes the kept tensors held at once (after a tile)
 
     def _bytes(self, n):
         return self.b * n.channels * n.hw[0] * n.hw[1] * self.itemsize
@@ -532,6 +542,7 @@ class TiledRun:
                                               dtype=torch.float32)
                         out[:, :, box[0] : box[1], box[2] : box[3]] = part.to(self.out_device, torch.float32)
                 del vals
+                self.peak_store_bytes = max(self.peak_store_bytes, sum(st.nbytes() for st in stores.values()))
                 for s in last_reader:  # free the strips no later tile of this pass reads
                     rest = [nd[s][0] for _c, nd in needs[ti + 1 :] if s in nd]
                     stores[s].free_above(min(rest) if rest else s.hw[0])
