@@ -136,13 +136,16 @@ class TAE(nn.Module):
         self.arch = arch
         self.latent_channels = arch.latent_channels
         self.downscale = arch.downscale
-        self.encoder = build_encoder(arch) if arch.has_encoder else None
-        self.decoder = build_decoder(arch) if arch.has_decoder else None
+        from vae_lab.models import empty_init, load_weights
+
+        with empty_init():
+            self.encoder = build_encoder(arch) if arch.has_encoder else None
+            self.decoder = build_decoder(arch) if arch.has_decoder else None
         try:
             if self.encoder is not None:
-                self.encoder.load_state_dict(enc_sd, strict=True)
+                load_weights(self.encoder, enc_sd)
             if self.decoder is not None:
-                self.decoder.load_state_dict(dec_sd, strict=True)
+                load_weights(self.decoder, dec_sd)
         except RuntimeError as err:
             first = str(err).strip().splitlines()
             raise BadVaeFile(f"TAE weights do not fit the TAESD layout: {first[1].strip() if len(first) > 1 else first[0]}") from None

@@ -106,7 +106,10 @@ class Vae:
         self.scale, self.shift = families.latent_scaling(self.kind, family, self.latent_channels)
         self.memory = prec.PrecisionMemory(state_dir)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        self._model = model.to(self.device, memory_format=fmt)
+        # On CPU the weights stay as loaded (no copy): a channels_last input is enough for
+        # oneDNN's channels_last kernels, which reorder the weights themselves. Elsewhere the
+        # move to the device copies anyway, so it also lays the weights out channels_last.
+        self._model = model if self.device.type == "cpu" else model.to(self.device, memory_format=fmt)
         self._cast = {}  # precision -> a cast copy of the model (the fp32 master is kept)
 
     # ----------------------------------------------------------------- building
@@ -115,7 +118,7 @@ class Vae:
         """Build from a `loading.VaeFile` (or anything with .kind, .state_dict, .arch, .path)."""
         from vae_lab.models import build_model
 
-        model = build_model(vf.kind, vf.state_dict, getattr(vf, "arch", None))
+        model = build_model(vf.kind, vf.state_dict, getattr(vf, "arch", None), share=bool(getattr(vf, "path", None)))
         if info is None:
             info = _inspect(vf)
         fam = family or getattr(info, "family", None)
