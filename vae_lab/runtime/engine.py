@@ -111,6 +111,9 @@ class Vae:
         # move to the device copies anyway, so it also lays the weights out channels_last.
         self._model = model if self.device.type == "cpu" else model.to(self.device, memory_format=fmt)
         self._cast = {}  # precision -> a cast copy of the model (the fp32 master is kept)
+        # Keep that half-precision copy after a call (faster repeated half decodes, twice the
+        # memory)? Off by default: nothing but the fp32 master is held between calls.
+        self.keep_cast = False
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -153,6 +156,28 @@ class Vae:
             self._cast.clear()  # keep at most one half-precision copy
             self._cast[precision] = copy.deepcopy(self._model).to(prec.dtype_of(precision))
         return self._cast[precision]
+
+    def on(self, device) -> "Vae":
+        """This VAE with its weights on `device`: itself when already there, else a copy whose
+        device weights go when it is dropped (the master stays where it is, e.g. in RAM)."""
+        import copy
+
+        import torch
+        import torch.nn as nn
+
+        device = torch.device(device)
+        if device == self.device or (device.type == self.device.type and device.index is None):
+            return self
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        memo = {}
+        for p in self._model.parameters():
+            moved = p.detach().to(device, memory_format=fmt if p.ndim == 4 else torch.preserve_format)
+            memo[id(p)] = nn.Parameter(moved, requires_grad=False)
+        twin = copy.copy(self)
+        twin._model = copy.deepcopy(self._model, memo)
+        twin._cast = {}
+        twin.device = device
+        return twin
 
     def _prepare(self, t):
         import torch
@@ -200,6 +225,8 @@ class Vae:
                     break
                 failed.append(p)
                 del out
+        if not self.keep_cast:
+            self._cast.clear()
         if not prec.is_finite(out):
             raise VaeLabError(
                 f"{self.name} gives NaN/Inf even at {p} ({op}): its weights are damaged or unfit for this input"
