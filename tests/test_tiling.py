@@ -195,3 +195,13 @@ def test_tiled_taef2_encode_matches(taef2_pair, astronaut, tmp_path):
     whole = enc.encode(img, tile=False, precision="fp32").latents
     tiled = enc.encode(img, tile=128, precision="fp32").latents
     assert (tiled - whole).abs().max() / whole.abs().max() < 1e-5
+
+
+def test_time_is_estimated_up_front_from_measured_speed(tiny, smooth_latents):
+    small = smooth_latents[:, :, :24, :20]
+    first = tiny.decode(small, tile=False, precision="fp32")  # measures this VAE's speed
+    seen = []
+    res = tiny.decode(smooth_latents, tile=256, precision="fp32", on_estimate=seen.append)
+    assert seen == [res.estimated_seconds] and res.estimated_seconds > first.seconds
+    # the estimate is of the right size (a loaded shared machine makes it rough)
+    assert res.seconds / 4 < res.estimated_seconds < res.seconds * 4

@@ -37,9 +37,11 @@ class _Report:
     tiles: int = 1
     seconds: float = 0.0
     peak_memory_bytes: int | None = None
+    estimated_seconds: float | None = None  # the estimate made before the call (None: nothing measured yet)
 
     def to_dict(self) -> dict:
         return {
+            "estimated_seconds": None if self.estimated_seconds is None else round(self.estimated_seconds, 2),
             "precision_used": self.precision_used,
             "fallback": list(self.fallback),
             "skipped": list(self.skipped),
@@ -114,6 +116,7 @@ class Vae:
         # Keep that half-precision copy after a call (faster repeated half decodes, twice the
         # memory)? Off by default: nothing but the fp32 master is held between calls.
         self.keep_cast = False
+        self._rates = {}  # (op, precision, device type) -> measured seconds per multiply-add, for estimates
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -185,7 +188,7 @@ class Vae:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return t.contiguous(memory_format=fmt)
 
-    def _run(self, op: str, x, precision: str, tile, step, *, cancel=None):
+    def _run(self, op: str, x, precision: str, tile, step, *, cancel=None, on_estimate=None):
         """Run `step(model, x_at_dtype, tile) -> float32 CPU tensor` with fallback and tiling.
 
         `tile` is None (whole image) or a tile edge in latent positions (see `_want_tiles`).
@@ -207,6 +210,15 @@ class Vae:
                 model = self._model_at(p)
                 xi = self._prepare(x.to(self.device, prec.dtype_of(p)))
                 tiled = _want_tiles(tile, model, op, xi, self.device)
+                work = _work(model, op, xi.shape, tiled)
+                if i == 0:
+                    rate = self._rates.get((op, p, self.device.type))
+                    estimate = None if rate is None else work * rate
+                    if estimate is not None and estimate > 10:
+                        _log.info("%s: %s of %s will take about %.0f s", self.name, op, list(xi.shape), estimate)
+                    if on_estimate is not None:
+                        on_estimate(estimate)
+                t_step = time.perf_counter()
                 with torch.inference_mode():
                     try:
                         out = step(model, xi, tiled)
@@ -221,6 +233,7 @@ class Vae:
                                   tiled * self.downscale)
                         out = step(model, xi, tiled)
                 del xi
+                self._rates[(op, p, self.device.type)] = (time.perf_counter() - t_step) / max(work, 1.0)
                 if i == len(chain) - 1 or prec.is_finite(out):
                     break
                 failed.append(p)
@@ -232,14 +245,14 @@ class Vae:
                 f"{self.name} gives NaN/Inf even at {p} ({op}): its weights are damaged or unfit for this input"
             )
         report = dict(precision_used=p, fallback=failed, skipped=skipped, tiled=tiled is not None,
-                      seconds=time.perf_counter() - t0, peak_memory_bytes=pm.peak_bytes)
+                      seconds=time.perf_counter() - t0, peak_memory_bytes=pm.peak_bytes, estimated_seconds=estimate)
         if failed:
             self.memory.record(self.weights_id, op, failed, p)
         return out, report, tiled
 
     # ------------------------------------------------------------------ public
     def decode(self, latents, *, precision: str = "auto", tile="auto", size=None, progress=None,
-               cancel=None) -> DecodeResult:
+               cancel=None, on_estimate=None) -> DecodeResult:
         """Diffusion-space latents [B, C, h, w] (or [C, h, w]) -> images float32 CPU [B, 3, H, W] in [-1, 1].
 
         `tile`: "auto" (tiles when the whole decode would not fit in free memory, or after
@@ -250,6 +263,8 @@ class Vae:
         `cancel`: a `threading.Event` or a no-argument callable; once set / true, the
         decode stops at the next block or tile (within a second or two) and raises
         `errors.Cancelled`.
+        `on_estimate(seconds or None)`: called before the work starts with the expected time,
+        from this VAE's measured speed on earlier calls (None on the first); also in the result.
         """
         from vae_lab.runtime import tiling
 
@@ -269,7 +284,7 @@ class Vae:
             g = tiling.Graph(head.shape[1])
             return tiling.run_tiled(g, model.decode_tail_graph(g), head, tile=tiles, progress=progress, cancel=cancel)
 
-        out, rep, tiles = self._run("decode", raw, precision, tile, step, cancel=cancel)
+        out, rep, tiles = self._run("decode", raw, precision, tile, step, cancel=cancel, on_estimate=on_estimate)
         if size is not None:
             h, w = int(size[0]), int(size[1])
             if h > out.shape[2] or w > out.shape[3]:
@@ -280,11 +295,12 @@ class Vae:
             res.tiles = tiling.tile_count(raw.shape[2], raw.shape[3], tiles)
         return res
 
-    def encode(self, images, *, precision: str = "auto", tile="auto", progress=None, cancel=None) -> EncodeResult:
+    def encode(self, images, *, precision: str = "auto", tile="auto", progress=None, cancel=None,
+               on_estimate=None) -> EncodeResult:
         """Images float [B, 3, H, W] (or [3, H, W]) in [-1, 1], any H, W -> diffusion-space latents.
 
         Sides that are not multiples of the VAE's scale are reflect-padded; decode with
-        `size=result.image_size` to crop back. `tile`, `progress`, `cancel`: as in `decode`.
+        `size=result.image_size` to crop back. `tile`, `progress`, `cancel`, `on_estimate`: as in `decode`.
         """
         import torch.nn.functional as F
 
@@ -311,7 +327,7 @@ class Vae:
                                     progress=progress, cancel=cancel)
             return model.encode_tail(self._prepare(head.to(xi.dtype))).float().cpu()
 
-        raw, rep, tiles = self._run("encode", x, precision, tile, step, cancel=cancel)
+        raw, rep, tiles = self._run("encode", x, precision, tile, step, cancel=cancel, on_estimate=on_estimate)
         lat = families.to_diffusion(raw, self.scale, self.shift).contiguous()
         res = EncodeResult(latents=lat, image_size=(h, w), **rep)
         if tiles is not None:
@@ -391,6 +407,42 @@ def _want_tiles(tile, model, op: str, x, device):
     if size < 0:
         raise VaeLabError(f"tile size must be positive, got {tile}")
     return max(tiling.MIN_TILE, size // f)
+
+
+def _work(model, op: str, shape, tile) -> float:
+    """Multiply-adds of one call: the tiled half from its graph (with a tiled run's recomputation),
+    the latent-resolution half from its convs, plus the mid-block attention's (h*w)^2 terms."""
+    import torch.nn as nn
+
+    from vae_lab.runtime import tiling
+
+    g = tiling.Graph(shape[1])
+    f = model.downscale
+    if op == "decode":
+        part = [m for n, m in model.named_children() if n in ("decoder", "post_quant_conv")]
+        head = model.decode_tail_graph(g)
+        hw, lat = (shape[2], shape[3]), (shape[2], shape[3])
+    else:
+        part = [m for n, m in model.named_children() if n in ("encoder", "quant_conv")]
+        head = model.encode_head_graph(g)
+        hw, lat = (shape[2], shape[3]), (shape[2] // f, shape[3] // f)
+    if tile is None:
+        graph_macs = tiling.whole_cost(g, head, hw, shape[0])
+    else:
+        import torch
+
+        x = torch.empty(shape[0], g.input.channels, *hw, device="meta")
+        graph_macs = tiling.TiledRun(g, head, x, tile=tile * (f if op == "encode" else 1),
+                                     align=f if op == "encode" else 1).cost()
+    in_graph = {id(n.op.conv) for n in g.nodes if hasattr(n.op, "conv")}
+    rest, positions = 0.0, lat[0] * lat[1]
+    for p in part:
+        for m in p.modules():
+            if isinstance(m, nn.Conv2d) and id(m) not in in_graph:
+                rest += m.in_channels // m.groups * m.out_channels * m.kernel_size[0] * m.kernel_size[1] * positions
+            elif type(m).__name__ == "AttnBlock":
+                rest += 2.0 * positions * positions * m.q.in_channels
+    return graph_macs + rest * shape[0]
 
 
 def _whole_fits(model, op: str, x, device) -> bool:
