@@ -75,10 +75,14 @@ def test_any_tile_size_is_exact(tiny, smooth_latents, decoded, tile):
     assert same_8bit(tiled.images, whole.images) >= 0.999
 
 
-def test_tiled_decode_uses_less_memory(decoded):
-    whole, tiled = decoded
-    # CPU peaks are exact tensor-byte counts (memory.TensorPeak), independent of what ran before
-    assert tiled.peak_memory_bytes < 0.6 * whole.peak_memory_bytes
+@pytest.mark.parametrize("tile,ratio", [(128, 0.6), (64, 0.4)])
+def test_tiled_decode_uses_less_memory(tiny, smooth_latents, decoded, tile, ratio):
+    whole, _ = decoded
+    tiled = tiny.decode(smooth_latents, tile=tile, precision="fp32")
+    # CPU peaks are exact tensor-byte counts (memory.TensorPeak), independent of what ran before.
+    # The tensors kept between passes are image-sized, so the saving grows with the number of
+    # tiles: measured 73 % of the whole decode with 4 tiles, 49 % with 9, 33 % with 30.
+    assert tiled.peak_memory_bytes < ratio * whole.peak_memory_bytes
 
 
 def test_peak_memory_is_exact_and_does_not_depend_on_history(tiny, smooth_latents, decoded):
