@@ -32,7 +32,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from vae_lab.errors import IncompatibleVae, VaeLabError
+from vae_lab.errors import Cancelled, IncompatibleVae, VaeLabError
 
 SSIM_DEFINITION = "Gaussian window sigma=1.5 (11x11), K1=0.01, K2=0.03, population covariance, per RGB channel, data range 1"
 ENCODERS = ("first", "own")
@@ -692,6 +692,8 @@ class _Comparison:
             o.tiled = bool(dr.tiled)
             o.decode_seconds = dr.seconds
             o.peak_memory_bytes = dr.peak_memory_bytes
+        except Cancelled:  # Stop reached inside the decode (engine `cancel`): the run ends here
+            raise CompareCancelled("comparison cancelled") from None
         except Exception as err:  # one VAE's failure never ends the run
             o.error, o.image = _error_line(err) if vae is not None else _entry_error(err, self.paths[i]), None
             return
