@@ -28,8 +28,11 @@ def _pick(tensors: dict, path) -> object:
     else:
         found = {k: v for k, v in tensors.items() if isinstance(v, torch.Tensor)}
         if len(found) != 1:
-            names = ", ".join(sorted(found)) or "none"
-            raise BadLatentFile(f"{path}: want one latent tensor (or '{TENSOR_NAME}'), found {len(found)}: {names[:200]}")
+            if not found:
+                raise BadLatentFile(f"{path}: holds no tensor, so no latents")
+            hint = " (a model or VAE file, not latents?)" if len(found) > 8 else ""
+            raise BadLatentFile(f"{path}: holds {len(found)} tensors, not one latent tensor{hint}; "
+                                f"a latent file has one, or one named '{TENSOR_NAME}'")
         t = next(iter(found.values()))
     if not isinstance(t, torch.Tensor) or not t.is_floating_point():
         raise BadLatentFile(f"{path}: the latent is not a floating-point tensor")
