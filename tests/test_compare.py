@@ -54,7 +54,7 @@ def kl_files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cache():
-    return VaeCache(maxsize=8)
+    return VaeCache(maxsize=8)  # by count as well as bytes
 
 
 def test_taef2_round_trip_matches_skimage(taef2_pair, photo, cache):
@@ -206,7 +206,8 @@ def test_progress_and_cancel(kl_files, cache):
         progress=progress, cancel=stop, load=cache.load,
     )
     a, b = res.outcomes
-    assert res.cancelled and a.ok and b.error == "cancelled"
+    # the engine checks Stop between blocks: the decode under way stops too
+    assert res.cancelled and a.error == "cancelled" and b.error == "cancelled"
     assert "cancelled" in res.table()
 
 
@@ -294,6 +295,38 @@ def test_lpips_column_with_local_weights(photo, kl_files, cache, tmp_path, monke
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     res = run_compare(CompareRequest(image=photo, vae_paths=[kl_files["kl_a"]]), load=cache.load)
     assert res.outcomes[0].lpips is None and res.lpips_note == metrics.LPIPS_NOTE_MISSING
+
+
+def test_nothing_is_held_after_a_comparison(kl_files, tmp_path):
+    """The cache holds the fp32 masters in RAM and nothing else: tensor bytes allocated during
+    a run (device copies, half-precision casts, latents, images) are all freed after it."""
+    import gc
+
+    from vae_lab.runtime.memory import TensorPeak
+
+    cache = VaeCache()
+    req = CompareRequest(vae_paths=[kl_files["kl_a"], kl_files["kl_b"]], latents=torch.randn(1, 4, 8, 8),
+                         precision="bf16", device="cpu")
+    run_compare(req, load=lambda p: cache.load(p, device="cpu"))  # cached, warm
+    held = cache.total_bytes
+    with TensorPeak() as tp:
+        result = run_compare(req, load=lambda p: cache.load(p, device="cpu"))
+        assert all(o.ok for o in result.outcomes) and tp.peak_bytes > 0
+        del result
+        gc.collect()
+    assert tp.live == 0  # no bf16 copy kept beside its master, nothing else left behind
+    assert cache.total_bytes == held
+    vae = cache.load(kl_files["kl_a"], device="cpu")
+    assert vae._cast == {} and vae.on("cpu") is vae
+
+
+def test_cache_keeps_to_its_byte_budget(kl_files):
+    one = VaeCache().load(kl_files["kl_a"], device="cpu")
+    size = sum(p.numel() * 4 for p in one._model.parameters())
+    cache = VaeCache(budget_bytes=int(1.5 * size))
+    cache.load(kl_files["kl_a"], device="cpu")
+    cache.load(kl_files["kl_b"], device="cpu")
+    assert len(cache) == 1 and cache.total_bytes <= cache.budget_bytes
 
 
 def test_default_encoder_encodes_each_latent_family_with_its_first_member(taef2_pair, photo, kl_files, cache):

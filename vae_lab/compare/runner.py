@@ -31,7 +31,7 @@ from typing import Any, Callable
 from vae_lab.compare.cache import VaeCache, default_cache
 from vae_lab.compare.report import caption_lines, family_label, format_bytes
 from vae_lab.compare.result import ENCODERS, CompareRequest, CompareResult, VaeOutcome
-from vae_lab.errors import IncompatibleVae, VaeLabError
+from vae_lab.errors import Cancelled, IncompatibleVae, VaeLabError
 
 # the data and report names are importable from here too (the CLI, the tab and bench use them)
 __all__ = ["run_compare", "check_compatible", "CompareCancelled", "CompareRequest", "CompareResult", "VaeOutcome",
@@ -423,6 +423,8 @@ class _Comparison:
             o.tiled = bool(dr.tiled)
             o.decode_seconds = dr.seconds
             o.peak_memory_bytes = dr.peak_memory_bytes
+        except Cancelled:  # Stop reached inside the decode (engine `cancel`): the run ends here
+            raise CompareCancelled("comparison cancelled") from None
         except Exception as err:  # one VAE's failure never ends the run
             if _is_engine_cancel(err):
                 raise CompareCancelled("comparison cancelled") from None
