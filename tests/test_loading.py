@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from factories import TINY_KL, TINY_KL16, random_kl_state_dict
+from testkit.factories import TINY_KL, TINY_KL16, random_kl_state_dict
 from vae_files import assert_same_tensors, ldm_to_diffusers, unet_keys, write, write_diffusers_folder
 
 from vae_lab.models.arch import KLArch, TAEArch, kl_expected_shapes, tae_expected_shapes

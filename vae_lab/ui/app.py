@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import socket
-from pathlib import Path
 
 from vae_lab.ui import gradio_compat as compat
 from vae_lab.errors import VaeLabError
