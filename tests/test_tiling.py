@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from factories import TINY_KL, random_kl_state_dict
+from testkit.factories import TINY_KL, random_kl_state_dict
+from vae_lab.runtime import precision as prec
 from vae_lab.runtime import tiling
 from vae_lab.runtime.engine import Vae, load_vae
 from vae_lab.files.imaging import array_to_tensor
@@ -37,7 +38,7 @@ def test_plan_covers_the_axis_with_balanced_overlapping_tiles(length, tile, over
     assert spans[0][0] == 0 and spans[-1][1] == length
     sizes = {e - s for s, e in spans}
     assert len(sizes) == 1 and max(sizes) <= max(tile, align) or len(spans) == 1
-    for (s0, e0), (s1, e1) in zip(spans, spans[1:]):
+    for (_s0, e0), (s1, _e1) in zip(spans, spans[1:]):
         assert s1 < e0 and e0 - s1 >= min(overlap, tile // 2) - align
         assert s1 % align == 0
     assert all(s % align == 0 for s, _ in spans)
@@ -53,8 +54,8 @@ def test_blend_weights_sum_to_one():
 
 @pytest.fixture(scope="module")
 def decoded(tiny, smooth_latents):
-    whole = tiny.decode(smooth_latents, tile=False)
-    tiled = tiny.decode(smooth_latents, tile=256)  # 2x2 tiles of 224 px, 64 px of overlap
+    whole = tiny.decode(smooth_latents, precision="fp32", tile=False)
+    tiled = tiny.decode(smooth_latents, precision="fp32", tile=256)  # 2x2 tiles of 224 px, 64 px of overlap
     return whole, tiled
 
 
@@ -69,7 +70,7 @@ def test_tiled_decode_is_indistinguishable_and_uses_less_memory(decoded):
 
 def test_peak_memory_is_exact_and_does_not_depend_on_history(tiny, smooth_latents, decoded):
     whole, tiled = decoded
-    again = tiny.decode(smooth_latents, tile=False)  # after a tiled decode, with malloc's caches warm
+    again = tiny.decode(smooth_latents, precision="fp32", tile=False)  # after a tiled decode, with malloc's caches warm
     assert again.peak_memory_bytes == whole.peak_memory_bytes
     # the last Upsample holds its 64-channel 384² input and output at once: 75.5 MB at least
     assert whole.peak_memory_bytes >= 2 * 64 * 384 * 384 * 4
@@ -87,8 +88,8 @@ def test_groupnorm_sync_is_what_makes_tiles_invisible(tiny, smooth_latents, deco
 def test_tiled_encode_matches_whole_encode(tiny):
     gen = torch.Generator().manual_seed(8)
     img = F.interpolate(torch.rand(1, 3, 24, 24, generator=gen) * 2 - 1, size=(384, 320), mode="bilinear")
-    whole = tiny.encode(img, tile=False)
-    tiled = tiny.encode(img, tile=320)
+    whole = tiny.encode(img, precision="fp32", tile=False)
+    tiled = tiny.encode(img, precision="fp32", tile=320)
     assert tiled.tiled and tiled.tiles == 2 and tiled.latents.shape == whole.latents.shape
     # encode tiling is approximate at tiles this small (per-tile GroupNorm statistics): measured 5.7 %
     rel_rms = (tiled.latents - whole.latents).pow(2).mean().sqrt() / whole.latents.std()
@@ -97,25 +98,32 @@ def test_tiled_encode_matches_whole_encode(tiny):
 
 def test_auto_tiles_above_the_threshold(tiny, monkeypatch):
     monkeypatch.setattr(tiling, "AUTO_TILE_LATENT_AREA", 16 * 16)
-    assert tiny.decode(torch.randn(1, 4, 24, 24), tile="auto").tiled
-    assert not tiny.decode(torch.randn(1, 4, 16, 16), tile="auto").tiled
+    assert tiny.decode(torch.randn(1, 4, 24, 24), precision="fp32", tile="auto").tiled
+    assert not tiny.decode(torch.randn(1, 4, 16, 16), precision="fp32", tile="auto").tiled
 
 
-def test_out_of_memory_is_retried_tiled(tiny, monkeypatch):
-    def no_memory(z):
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_out_of_memory_is_retried_tiled(tiny, monkeypatch, precision, cpu_kind):
+    # The whole-image pass of whichever model runs (the fp32 master or a bf16 copy) is out of memory.
+    ran = []
+
+    def no_memory(model, z):
+        ran.append(z.dtype)
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9999999999 bytes")
 
-    monkeypatch.setattr(tiny._model, "decode", no_memory)
-    res = tiny.decode(torch.randn(1, 4, 16, 16), tile="auto")
+    monkeypatch.setattr(type(tiny._model), "decode", no_memory)
+    res = tiny.decode(torch.randn(1, 4, 16, 16), precision=precision, tile="auto")
+    want = precision if precision != "auto" else ("bf16" if cpu_kind == "bf16-fast" else "fp32")
+    assert ran == [prec.dtype_of(want)] and res.precision_used == want
     assert res.tiled and torch.isfinite(res.images).all()
     with pytest.raises(RuntimeError, match="allocate"):
-        tiny.decode(torch.randn(1, 4, 16, 16), tile=False)  # tiling refused: the error stands
+        tiny.decode(torch.randn(1, 4, 16, 16), precision=precision, tile=False)  # tiling refused: the error stands
 
 
 def test_taef2_tiled_decode_of_a_real_photo(taef2_pair, astronaut, tmp_path):
     vae = load_vae(taef2_pair[0], device="cpu", state_dir=tmp_path)
-    lat = vae.encode(array_to_tensor(astronaut[:256, 128:384])).latents
-    whole = vae.decode(lat, tile=False)
-    tiled = vae.decode(lat, tile=160)
+    lat = vae.encode(array_to_tensor(astronaut[:256, 128:384]), precision="fp32").latents
+    whole = vae.decode(lat, precision="fp32", tile=False)
+    tiled = vae.decode(lat, precision="fp32", tile=160)
     assert tiled.tiles == 4
     assert psnr(tiled.images, whole.images) >= 40

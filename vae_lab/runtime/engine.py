@@ -16,13 +16,17 @@ What a call does, in order:
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vae_lab.identity import families
 from vae_lab.runtime import precision as prec
 from vae_lab.errors import IncompatibleVae, VaeLabError
+
+log = logging.getLogger("vae_lab.engine")
 
 
 @dataclass
@@ -30,6 +34,7 @@ class _Report:
     precision_used: str = "fp32"
     fallback: list = field(default_factory=list)  # precisions that gave NaN/Inf in this call
     skipped: list = field(default_factory=list)  # precisions skipped: known to fail for these weights
+    unsupported: list = field(default_factory=list)  # precisions this device cannot run (prec.runs_on)
     tiled: bool = False
     tiles: int = 1
     seconds: float = 0.0
@@ -40,6 +45,7 @@ class _Report:
             "precision_used": self.precision_used,
             "fallback": list(self.fallback),
             "skipped": list(self.skipped),
+            "unsupported": list(self.unsupported),
             "tiled": self.tiled,
             "tiles": self.tiles,
             "seconds": round(self.seconds, 4),
@@ -49,13 +55,13 @@ class _Report:
 
 @dataclass
 class EncodeResult(_Report):
-    latents: object = None  # float32 CPU [B, C, h, w], diffusion space
+    latents: Any = None  # float32 CPU [B, C, h, w], diffusion space
     image_size: tuple = (0, 0)  # (H, W) of the input images
 
 
 @dataclass
 class DecodeResult(_Report):
-    images: object = None  # float32 CPU [B, 3, H, W] in [-1, 1]
+    images: Any = None  # float32 CPU [B, 3, H, W] in [-1, 1]
 
 
 def default_device() -> str:
@@ -104,7 +110,7 @@ class Vae:
         self.memory = prec.PrecisionMemory(state_dir)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self._model = model.to(self.device, memory_format=fmt)
-        self._cast = {}  # precision -> a cast copy of the model (the fp32 master is kept)
+        self._cast: dict[str, Any] = {}  # precision -> a cast copy of the model (the fp32 master is kept)
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -162,15 +168,22 @@ class Vae:
 
         prec.check_precision(precision)
         chain = prec.fallback_chain(precision, self.device)
+        unsupported = [p for p in chain if not prec.runs_on(p, self.device)]
+        if unsupported:
+            log.info("%s: %s cannot run at %s; using the next precision", self.name, self.device, ", ".join(unsupported))
+        chain = [p for p in chain if p not in unsupported]
         known_bad = set(self.memory.failed(self.weights_id, op))
         skipped = [p for p in chain[:-1] if p in known_bad]
         chain = [p for p in chain if p not in skipped]
         tiled = _want_tiles(tile, x, op, self.downscale)
         failed: list[str] = []
+        peak: int | None = None
         t0 = time.perf_counter()
-        with PeakMemory(self.device) as pm:
-            for i, p in enumerate(chain):
-                model = self._model_at(p)
+        for i, p in enumerate(chain):
+            # The half-precision copy of the weights is built (once, then cached) outside the
+            # measured region: the peak is what this call needs on top of the loaded model.
+            model = self._model_at(p)
+            with PeakMemory(self.device) as pm:
                 xi = self._prepare(x.to(self.device, prec.dtype_of(p)))
                 with torch.inference_mode():
                     try:
@@ -183,16 +196,18 @@ class Vae:
                         tiled = _default_tiles(op)
                         out = step(model, xi, tiled)
                 del xi
-                if i == len(chain) - 1 or prec.is_finite(out):
-                    break
-                failed.append(p)
-                del out
+            if pm.peak_bytes is not None:
+                peak = max(peak or 0, pm.peak_bytes)
+            if i == len(chain) - 1 or prec.is_finite(out):
+                break
+            failed.append(p)
+            out = None  # free the failed attempt's output before the next precision runs
         if not prec.is_finite(out):
             raise VaeLabError(
                 f"{self.name} gives NaN/Inf even at {p} ({op}): its weights are damaged or unfit for this input"
             )
-        report = dict(precision_used=p, fallback=failed, skipped=skipped, tiled=tiled is not None,
-                      seconds=time.perf_counter() - t0, peak_memory_bytes=pm.peak_bytes)
+        report = dict(precision_used=p, fallback=failed, skipped=skipped, unsupported=unsupported,
+                      tiled=tiled is not None, seconds=time.perf_counter() - t0, peak_memory_bytes=peak)
         if failed:
             self.memory.record(self.weights_id, op, failed, p)
         return out, report, tiled

@@ -20,7 +20,16 @@ import weakref
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
+
+try:
+    from torch.utils._pytree import tree_leaves
+except ImportError:  # torch < 2.2 (A1111's 2.1.2) has only tree_flatten
+
+    def tree_leaves(tree):  # type: ignore[misc]
+        from torch.utils._pytree import tree_flatten
+
+        return tree_flatten(tree)[0]
+
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
