@@ -138,9 +138,10 @@ cmd_test() {
         shift
     fi
     ensure_chromium
-    local logdir stack failed=0 rc start
-    logdir=$(mktemp -d)
-    trap 'rm -rf "$logdir"' EXIT
+    local stack failed=0 rc start
+    LOGDIR=$(mktemp -d)
+    trap 'rm -rf "$LOGDIR"' EXIT
+    local logdir=$LOGDIR
     declare -A result seconds
     for stack in "${stacks[@]}"; do
         start=$SECONDS

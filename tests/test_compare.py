@@ -294,3 +294,16 @@ def test_lpips_column_with_local_weights(photo, kl_files, cache, tmp_path, monke
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     res = run_compare(CompareRequest(image=photo, vae_paths=[kl_files["kl_a"]]), load=cache.load)
     assert res.outcomes[0].lpips is None and res.lpips_note == metrics.LPIPS_NOTE_MISSING
+
+
+def test_a_precision_the_device_cannot_run_is_said_in_the_table(kl_files, photo, cache, monkeypatch):
+    from vae_lab.runtime import precision as prec
+
+    monkeypatch.setitem(prec._RUNS, ("cpu", "fp16"), False)  # as on torch 2.1's CPU
+    monkeypatch.setenv(prec.FAST_BF16_ENV, "0")
+    res = run_compare(CompareRequest(image=photo, vae_paths=[kl_files["kl_a"]], precision="fp16"), load=cache.load)
+    (o,) = res.outcomes
+    assert o.ok and o.precision_used == "fp32" and o.unsupported == ["fp16"] and o.fallback == []
+    headers, rows = res.display_rows()
+    assert rows[0][headers.index("precision")] == "fp32 (fp16 unsupported here)"
+    assert "fp32 (fp16 unsupported here)" in compare.caption_lines(o)[0]

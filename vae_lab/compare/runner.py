@@ -89,6 +89,7 @@ class VaeOutcome:
     error: str | None = None
     precision_used: str | None = None
     fallback: list = field(default_factory=list)  # precisions that gave NaN/Inf and were retried
+    unsupported: list = field(default_factory=list)  # precisions the device cannot run (fp16 on torch 2.1 CPU)
     tiled: bool | None = None
     encode_seconds: float | None = None  # only when this VAE's own encoder ran for this entry
     decode_seconds: float | None = None
@@ -162,6 +163,8 @@ class CompareResult:
                 body.append([o.name, family_label(o.family), "", "", "", "", "", "", err])
                 continue
             prec = o.precision_used or ""
+            if o.unsupported:
+                prec += f" ({'/'.join(o.unsupported)} unsupported here)"
             if o.fallback:
                 prec += f" (after {'/'.join(o.fallback)} NaN)"
             note = []
@@ -282,6 +285,8 @@ def caption_lines(o: VaeOutcome) -> list[str]:
     if o.error:
         return []
     prec = o.precision_used or "?"
+    if o.unsupported:
+        prec += f" ({', '.join(o.unsupported)} unsupported here)"
     if o.fallback:
         prec += f" (after NaN in {', '.join(o.fallback)})"
     first = [family_label(o.family) or "unknown family", o.kind or "?", prec] + (["tiled"] if o.tiled else [])
@@ -677,6 +682,7 @@ class _Comparison:
             o.image = _to_uint8(dr.images)
             o.precision_used = dr.precision_used
             o.fallback = list(dr.fallback or [])
+            o.unsupported = list(dr.unsupported or [])
             o.tiled = bool(dr.tiled)
             o.decode_seconds = dr.seconds
             o.peak_memory_bytes = dr.peak_memory_bytes
