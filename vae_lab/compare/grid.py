@@ -123,7 +123,7 @@ def make_grid(tiles: list[Tile], *, columns: int | None = None, tile: int | None
             draw.text((x, y + lh_label + k * lh_detail), _fit(draw, line, detail_font, cw), fill=DETAIL, font=detail_font)
         iy = y + band
         if pic is not None:
-            fitted = pic if pic.size == (cw, ch) else pic.resize((cw, ch), Image.LANCZOS)
+            fitted = pic if pic.size == (cw, ch) else pic.resize((cw, ch), Image.Resampling.LANCZOS)
             canvas.paste(fitted, (x, iy))
         else:
             draw.rectangle((x, iy, x + cw - 1, iy + ch - 1), fill=ERROR_FILL)
