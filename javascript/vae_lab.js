@@ -138,7 +138,18 @@
         markIncompatible(r);
     }
 
-    window.vaeLab = {zoomAt: zoomAt, reset: reset, state: stateOf};
+    // In the WebUI: opening the VAE Lab tab refreshes its "VAE in use" line and preferred VAE, which
+    // Settings, the checkpoint dropdown or the API may have changed since (a hidden button's event).
+    function refreshInUse() {
+        var tab = typeof get_uiCurrentTabContent === "function" ? get_uiCurrentTabContent() : null;
+        var button = tab && tab.id === "tab_vae_lab" ? root().querySelector("#vae_lab_in_use_refresh") : null;
+        if (button) button.click();
+    }
+
+    window.vaeLab = {zoomAt: zoomAt, reset: reset, state: stateOf, refreshInUse: refreshInUse};
+    if (typeof onUiTabChange === "function") {
+        onUiTabChange(refreshInUse); // A1111 and Forge
+    }
     if (typeof onUiLoaded === "function") {
         onUiLoaded(install); // A1111: gradioApp() is ready then
     } else if (document.body) {

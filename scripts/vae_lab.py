@@ -4,7 +4,7 @@ The WebUI puts the extension root on sys.path only while this file is imported, 
 `vae_lab` must be imported here, at the top (lazy imports would fail later in A1111).
 Callbacks are registered from this file so the WebUI names them `vae-lab/vae_lab.py/<category>`
 (what metadata.ini ordering and the callback-order settings refer to). All logic lives in
-`vae_lab.webui`.
+the package `vae_lab.webui`.
 """
 
 import vae_lab  # noqa: F401  (must be imported while the extension root is on sys.path)

@@ -821,3 +821,18 @@ def test_sampler_step_callback_can_interrupt(started_webui):
     r = w.txt2img(steps=10, n_iter=3)
     assert steps_seen == [0, 1, 2], "interrupted inside the first batch's sampling"
     assert len(r.images) == 1, "that batch is still decoded; the next ones never start"
+
+
+def test_ui_config_json_puts_recorded_values_back(started_webui):
+    """modules/ui_loadsave.py: the first start records the UI's values; later builds put them back
+    over the components' own, unless a component sets `do_not_save_to_config`."""
+    import json
+
+    w = started_webui
+    path = w.root / "ui-config.json"
+    recorded = json.loads(path.read_text())
+    assert recorded["txt2img/CFG Scale/value"] == 7.0
+    recorded["txt2img/CFG Scale/value"] = 9.5
+    path.write_text(json.dumps(recorded))
+    w.reload_ui()
+    assert w.ui.tab_controls["txt2img"]["cfg_scale"].value == 9.5

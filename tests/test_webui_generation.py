@@ -125,7 +125,7 @@ def test_unknown_vae_name_is_a_clear_comment_and_changes_nothing(lab):
     res = run_p(make_p(lab, True, "bad.safetensors", []))
     comment = next(c for c in res.comments.splitlines() if "bad.safetensors" in c)
     assert "\n" not in comment and "generating with the checkpoint's own VAE" in comment
-    assert sd_vae.loaded_vae_file is None and "VAE:" not in res.infotexts[0]
+    assert sd_vae.loaded_vae_file is None and _infotext_vae(res.infotexts[0]) == (None, None)
     assert all(torch.equal(v, before[k]) for k, v in vae_weights(shared.sd_model).items())
 
 
@@ -228,7 +228,7 @@ def test_also_decode_with_samples_once(lab, monkeypatch):
         ("b.safetensors", file_sha256(lab.vae("b"))[:10]),
         (None, None),
     ] * 2
-    assert "VAE Lab: extra decode" in res.infotexts[1] and "VAE Lab" not in res.infotexts[0]
+    assert "VAE Lab: extra decode" in res.infotexts[1] and "VAE Lab: extra decode" not in res.infotexts[0]
     assert "16-channel" in res.comments
     seeds = [processing_seed(t) for t in res.infotexts]
     assert seeds[0] == seeds[1] == seeds[2] and seeds[3] == seeds[4] == seeds[5] and seeds[0] != seeds[3]
@@ -332,20 +332,20 @@ def test_hires_checkpoint_switch_mid_generation_keeps_the_choice(lab):
     from modules import sd_models, sd_vae
 
     seen = []
-    import vae_lab.webui as w
+    from vae_lab.webui import swap
 
-    real = w.swap_vae
+    real = swap.swap_vae
 
     def spy(model, vae_file, **kw):
         seen.append((model.sd_checkpoint_info.name, vae_file and vae_file.rsplit("/", 1)[-1]))
         return real(model, vae_file, **kw)
 
-    w.swap_vae = spy
+    swap.swap_vae = spy
     try:
         res = lab.webui.txt2img(seed=4, enable_hr=True, hr_checkpoint_name="sdxl_base.safetensors",
                                 scripts={"VAE Lab": [True, "b.safetensors", []]})
     finally:
-        w.swap_vae = real
+        swap.swap_vae = real
     assert "VAE: b.safetensors" in res.processed.infotexts[0]
     assert ("sdxl_base.safetensors", "b.safetensors") in seen  # re-applied to the hires model
     assert sd_models.model_data.sd_model.sd_checkpoint_info.name == "sdxl_base.safetensors"
@@ -363,3 +363,44 @@ def test_an_explicit_sd_vae_override_wins_for_that_generation(lab):
     res = run_p(p)
     assert _infotext_vae(res.infotexts[0])[0] == "c.safetensors"
     assert sd_vae.loaded_vae_file is None
+
+
+def test_checkpoint_vae_is_copied_once_per_checkpoint_not_per_generation(lab, monkeypatch):
+    """The WebUI's store_base_vae deep-copies the checkpoint's VAE at every swap away from it (and
+    forgets it at each restore); VAE Lab keeps one CPU copy per checkpoint in its RAM cache."""
+    from modules import processing, sd_vae, shared
+
+    import vae_lab.webui as w
+
+    own = vae_weights(shared.sd_model)
+    stored = []
+    real_store = sd_vae.store_base_vae
+
+    def store(model):  # the WebUI's deep copy
+        stored.append(model)
+        return real_store(model)
+
+    monkeypatch.setattr(sd_vae, "store_base_vae", store)
+    original = processing.StableDiffusionProcessingTxt2Img.sample
+    bases = []
+
+    def sample(self, *args, **kwargs):
+        bases.append(sd_vae.base_vae)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(processing.StableDiffusionProcessingTxt2Img, "sample", sample)
+    for name in ("a", "b", "a"):
+        run_p(make_p(lab, True, f"{name}.safetensors", []))
+        assert sd_vae.loaded_vae_file is None and sd_vae.base_vae is None  # as the WebUI's restore leaves it
+        assert all(torch.equal(v, own[k]) for k, v in vae_weights(shared.sd_model).items())
+    assert stored == [] and len(bases) == 3 and bases[0] is bases[1] is bases[2]
+    assert all(t.device.type == "cpu" and torch.equal(t, own[k]) for k, t in bases[0].items())
+    ckpt = shared.sd_model.sd_checkpoint_info.filename
+    assert ckpt in w.ram_cache()
+
+    # another checkpoint: its own copy, not the first one's
+    own_xl = vae_weights(lab.load_checkpoint("sdxl_base"))
+    run_p(make_p(lab, True, "xl_vae.safetensors", []))
+    assert len(bases) == 4 and bases[3] is not bases[0]
+    assert all(torch.equal(t, own_xl[k]) for k, t in bases[3].items())
+    assert sd_vae.loaded_vae_file is None and stored == []

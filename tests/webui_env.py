@@ -316,6 +316,12 @@ def purge_stand_in() -> dict:
             if id(v) in ids or (not isinstance(v, type(sys)) and str(getattr(type(v), "__module__", "")).startswith("modules.")):
                 stand_in[name] = sys.modules.pop(name)
                 break
+    # A package goes as a unit (e.g. all of `vae_lab.webui` when its `a1111` module held `modules`):
+    # a stale sibling would otherwise hand the next start objects built on the old stand-in.
+    packages = {name.rpartition(".")[0] for name in stand_in if "." in name and not _is_stand_in_name(name)}
+    for name in list(sys.modules):
+        if any(name == pkg or name.startswith(pkg + ".") for pkg in packages):
+            stand_in[name] = sys.modules.pop(name)
     return stand_in
 
 

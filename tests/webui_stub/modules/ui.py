@@ -5,14 +5,17 @@ creates one instance of every script (`initialize_scripts`) and builds the alway
 selectable script UIs with `scripts_current` set (so component hooks fire); paste fields are
 registered; then the Settings page (a component per option in a section, with `component_args`
 evaluated and a 🔄 button for options with `refresh`); then `on_ui_tabs` results, rendered as
-`gr.TabItem(title, id=elem_id, elem_id="tab_"+elem_id)`. The tab's own controls are a small
+`gr.TabItem(title, id=elem_id, elem_id="tab_"+elem_id)`; every tab but Settings is then walked by
+`ui_loadsave` (ui-config.json puts recorded values back over the components' own). The tab's own controls are a small
 subset (prompt, negative prompt, CFG, size, batch, denoising, override settings); steps and seed come
 from the built-in "Sampler" and "Seed" scripts, as in the real WebUI.
 """
 
+import os
+
 import gradio as gr
 
-from modules import infotext_utils, script_callbacks, scripts, shared, ui_common
+from modules import infotext_utils, paths_internal, script_callbacks, scripts, shared, ui_common, ui_loadsave
 from modules.infotext_utils import PasteField
 from modules.shared import opts
 from modules.ui_components import FormRow
@@ -99,6 +102,8 @@ def create_ui():
     interfaces.append((settings_interface, "Settings", "settings"))
     interfaces += script_callbacks.ui_tabs_callback()
 
+    loadsave = ui_loadsave.UiLoadsave(shared.cmd_opts.ui_config_file or os.path.join(paths_internal.data_path, "ui-config.json"))
+    ui_settings_from_file = loadsave.ui_settings.copy()
     with gr.Blocks(analytics_enabled=False, title="Stable Diffusion") as demo:
         with gr.Tabs(elem_id="tabs"):
             for interface, label, ifid in interfaces:
@@ -106,5 +111,10 @@ def create_ui():
                     continue
                 with gr.TabItem(label, id=ifid, elem_id=f"tab_{ifid}"):
                     interface.render()
+                if ifid not in ("extensions", "settings"):
+                    loadsave.add_block(interface, ifid)
+    if ui_settings_from_file != loadsave.ui_settings:
+        loadsave.dump_defaults()
+    demo.ui_loadsave = loadsave
     demo.ui_tabs = [(label, ifid) for _, label, ifid in interfaces]  # stand-in only
     return demo

@@ -1,0 +1,83 @@
+"""Swapping the VAE of the host's loaded model from RAM, with the host's bookkeeping.
+
+Swaps never go through the WebUI's own VAE reload (A1111's `sd_vae.reload_vae_weights` moves
+the whole model to the CPU and back): state dicts come from `vae_lab.runtime.ramcache` and go
+into the live VAE module through `vae_lab.runtime.swap`, after a family check. Validation comes
+first, so a refused or broken VAE changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from vae_lab.errors import VaeLabError
+from vae_lab.runtime import swap as weights
+from vae_lab.webui import state, vaes
+from vae_lab.webui.state import ActiveSwap, display
+
+log = logging.getLogger(__name__)
+
+
+def swap_vae(model, vae_file: str | None, *, source: str, check: bool = True) -> bool:
+    """Put `vae_file` (None: the checkpoint's own VAE) into `model` from RAM.
+
+    Validates first (family, then every tensor's name and shape); on any error raises
+    `VaeLabError` and the model keeps its VAE. Returns False when it was already in use.
+    """
+    session = state.current()
+    host = session.host
+    with session.lock:
+        current = host.loaded_vae_file(model)
+        if vaes.same_file(current, vae_file):
+            session.status.file, session.status.source = current, source
+            return False
+        module = host.vae_module(model)
+        if vae_file is None:
+            base = host.base_vae(model)
+            if base is None:
+                raise VaeLabError("the checkpoint's own VAE is not in memory; reload the checkpoint to get it back")
+            weights.copy_into(module, base, name="the checkpoint's own VAE")
+        else:
+            if check:
+                vaes.checked(model, vae_file)
+            cache = session.ram_cache()
+            state_dict = cache.get(vae_file, vaes.read_state_dict)
+            weights.check(module, state_dict, name=os.path.basename(vae_file))  # before anything changes
+            if current is None:
+                host.keep_base_vae(model)  # keep the checkpoint's own VAE, as the WebUI's load does
+            elif current not in cache and os.path.isfile(current):
+                # The WebUI loaded it from disk; keep it so swapping back never reads the disk.
+                cache.put(current, weights.snapshot(module))
+            weights.copy_into(module, state_dict, name=os.path.basename(vae_file))
+        host.mark_loaded(model, vae_file)
+        session.status.file, session.status.source, session.status.note = vae_file, source, ""
+        return True
+
+
+def begin_generation_swap(p, model, target: str | None) -> bool:
+    """Swap `target` in for the generation `p`, to be undone by `restore_generation_vae`."""
+    session = state.current()
+    host = session.host
+    with session.lock:
+        previous, prev_source = host.loaded_vae_file(model), session.status.source
+        if not swap_vae(model, target, source="this generation's choice (VAE Lab)"):
+            return False
+        session.active = ActiveSwap(previous, prev_source, target, id(p), host.checkpoint_file(model))
+    return True
+
+
+def restore_generation_vae(reason: str = "") -> None:
+    """Put back the VAE that was in use before a per-generation swap (idempotent, never raises)."""
+    session = state.current()
+    with session.lock:
+        active, session.active = session.active, None
+        if active is None:
+            return
+        model = session.host.loaded_model()
+        if model is None:
+            return
+        try:
+            swap_vae(model, active.previous, source=active.previous_source, check=False)
+        except Exception as err:  # never let a restore failure break the WebUI's cleanup
+            log.error("VAE Lab: could not restore %s%s: %s", display(active.previous), reason, err)
