@@ -20,6 +20,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _timing import median_seconds  # noqa: E402
 
+from testkit import TAEF2_DIR  # noqa: E402
+
 
 def median_time(fn, repeats):
     return median_seconds(fn, repeats, warmup=True)
@@ -35,7 +37,7 @@ def run(quick: bool = False, repeats: int | None = None, taef2: str | None = Non
     from vae_lab.compare import metrics
 
     repeats = repeats or (1 if quick else 3)
-    taef2 = taef2 or os.environ.get("VAE_LAB_SHARED_MODELS", "/work/shared/models")
+    taef2 = taef2 or str(TAEF2_DIR)
     base = data.astronaut()
     rng = np.random.default_rng(0)
     rows = []
@@ -90,7 +92,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="512² and 1024² only")
-    ap.add_argument("--taef2", default=os.environ.get("VAE_LAB_SHARED_MODELS", "/work/shared/models"))
+    ap.add_argument("--taef2", default=str(TAEF2_DIR), help="folder with taef2_{decoder,encoder}.pth")
     args = ap.parse_args()
     r = run(args.quick, repeats=args.repeats, taef2=args.taef2)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n")

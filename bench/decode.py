@@ -47,8 +47,8 @@ def _psnr(a, b) -> float:
 def run(quick: bool) -> dict:
     import torch
 
-    from diffusers_ref import diffusers_vae
-    from factories import random_kl_state_dict
+    from testkit.diffusers_ref import diffusers_vae
+    from testkit.factories import random_kl_state_dict
     from vae_lab.models.arch import SD_KL
     from vae_lab.runtime.engine import Vae
 

@@ -1,6 +1,6 @@
 """Benchmark: time to a verified file on loopback — VAE Lab's one-pass download vs `curl -o` + `sha256sum`.
 
-A ~300 MB file of random bytes is served by the tests' Range-capable server (sendfile) on
+A ~300 MB file of random bytes is served by testkit's Range-capable server (sendfile) on
 127.0.0.1, in a separate process. "Ours" streams, hashes and writes in one pass, checks the
 SHA-256 and renames into place (with and without the fsync it does by default); the baseline
 downloads with curl and then hashes the file with sha256sum. Reported: median wall seconds,
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-for p in (ROOT, ROOT / "tests"):
+for p in (ROOT,):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
@@ -56,7 +56,7 @@ def _measure(fn) -> tuple[float, float]:
 
 def _serve(path: str) -> None:
     """Child process: serve `path` at /vae.safetensors, print the port, stop when stdin closes."""
-    from httpserver import FileServer
+    from testkit.httpserver import FileServer
 
     with FileServer() as srv:
         srv.add_file("/vae.safetensors", Path(path))

@@ -21,7 +21,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-SHARED = os.environ.get("VAE_LAB_SHARED_MODELS", os.path.join(os.path.dirname(ROOT), "shared", "models"))
+from testkit import TAEF2_DIR  # noqa: E402
 
 
 def run(quick: bool = False) -> dict:
@@ -38,7 +38,7 @@ def run(quick: bool = False) -> dict:
     photo = np.asarray(Image.fromarray(data.astronaut()).resize((size, size), Image.LANCZOS))
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("taef2_decoder.pth", "taef2_encoder.pth"):
-            os.symlink(os.path.join(SHARED, name), os.path.join(tmp, name))
+            os.symlink(os.path.join(TAEF2_DIR, name), os.path.join(tmp, name))
         logic = ui.TabLogic(ui.UiContext(vae_dirs=[tmp]))
         from vae_lab.ui.vae_ids import vae_id
 

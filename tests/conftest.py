@@ -1,17 +1,29 @@
-"""Shared test fixtures: the real TAEF2 weights in ../shared/models and real photos."""
+"""Shared test fixtures: the real TAEF2 weights (tests/assets/taef2), real photos, the CPU kind.
+
+Markers for the stack a test needs (registered in pyproject.toml; see docs/testing.md):
+
+- `a1111`: needs the A1111 1.10 stand-in (tests/webui_stub), which is built on Gradio 3. Every test
+  in a module that imports the stand-in helpers (`webui_env`, `webui_lab`) gets it automatically.
+- `forge`: needs the Forge stand-in (tests/forge_stub), built on Gradio 4.
+
+On a stack whose Gradio major does not fit, such tests are skipped with the reason; everything else
+runs on every stack. CI (.ci/run) runs the current, the A1111 and the Gradio 4 stack.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
+from testkit import TAEF2_DECODER, TAEF2_DIR, TAEF2_ENCODER
+from vae_lab.runtime import precision as prec
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 # No test writes to the user's ~/.cache: hash cache, precision memory and extension data go to
@@ -20,16 +32,61 @@ _SESSION_STATE = tempfile.mkdtemp(prefix="vae-lab-tests-")
 for _var, _sub in (("VAE_LAB_CACHE_DIR", "cache"), ("VAE_LAB_STATE_DIR", "state"), ("VAE_LAB_DATA_DIR", "data")):
     os.environ[_var] = os.path.join(_SESSION_STATE, _sub)
 
-SHARED_MODELS = Path(os.environ.get("VAE_LAB_SHARED_MODELS", ROOT.parent / "shared" / "models"))
-TAEF2_DECODER = SHARED_MODELS / "taef2_decoder.pth"
-TAEF2_ENCODER = SHARED_MODELS / "taef2_encoder.pth"
+# Modules whose import means "this test drives the A1111 stand-in".
+_A1111_HELPERS = {"webui_env", "webui_lab"}
+
+
+def _gradio_major() -> int | None:
+    try:
+        return int(metadata.version("gradio").split(".")[0])
+    except (metadata.PackageNotFoundError, ValueError):
+        return None
+
+
+def pytest_report_header(config):
+    import torch
+
+    py = "%d.%d.%d" % sys.version_info[:3]
+    gr = _gradio_major()
+    return (f"stack: {os.environ.get('VAE_LAB_STACK', '(not set)')}; Python {py}, torch {torch.__version__}, "
+            f"gradio {metadata.version('gradio') if gr else 'missing'}; "
+            f"bf16 fast on this CPU: {prec.bf16_is_fast('cpu')} ({prec.FAST_BF16_ENV}={os.environ.get(prec.FAST_BF16_ENV, 'unset')})")
+
+
+def _uses_a1111_stand_in(item) -> bool:
+    mod = getattr(item, "module", None)
+    if mod is None:
+        return False
+    return any(getattr(v, "__module__", None) in _A1111_HELPERS or getattr(v, "__name__", None) in _A1111_HELPERS
+               for v in vars(mod).values())
+
+
+def pytest_collection_modifyitems(config, items):
+    major = _gradio_major()
+    for item in items:
+        if item.get_closest_marker("a1111") is None and _uses_a1111_stand_in(item):
+            item.add_marker(pytest.mark.a1111)
+        if item.get_closest_marker("a1111") is not None and major != 3:
+            item.add_marker(pytest.mark.skip(
+                reason=f"needs the A1111 stand-in (Gradio 3); this stack has gradio {major}.x"))
+        if item.get_closest_marker("forge") is not None and (major is None or major < 4):
+            item.add_marker(pytest.mark.skip(
+                reason=f"needs the Forge stand-in (Gradio 4); this stack has gradio {major}.x"))
+
+
+@pytest.fixture(params=["bf16-fast", "bf16-slow"])
+def cpu_kind(request, monkeypatch) -> str:
+    """Run the test as on a CPU where bf16 is fast (AMX) and as on one where it is not (AVX2 only),
+    whatever this machine has, by forcing the probe (`VAE_LAB_FAST_BF16`)."""
+    monkeypatch.setenv(prec.FAST_BF16_ENV, "1" if request.param == "bf16-fast" else "0")
+    return request.param
 
 
 @pytest.fixture(scope="session")
 def taef2_pair() -> tuple[Path, Path]:
-    """(decoder, encoder) paths of madebyollin's real TAEF2 weights (never copied into the repo)."""
+    """(decoder, encoder) paths of madebyollin's real TAEF2 weights, shipped in tests/assets/taef2."""
     if not TAEF2_DECODER.exists() or not TAEF2_ENCODER.exists():
-        pytest.fail(f"the real TAEF2 weights are missing from {SHARED_MODELS}")
+        pytest.fail(f"the real TAEF2 weights are missing from {TAEF2_DIR} (they are part of the repository)")
     return TAEF2_DECODER, TAEF2_ENCODER
 
 

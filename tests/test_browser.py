@@ -56,7 +56,8 @@ def server(tmp_path_factory, taef2_pair, sync_playwright):
     port = _free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1",
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
+               VAE_LAB_FAST_BF16="0")  # "auto" is fp32 in the app, on any CPU: the captions say fp32
     log = tmp_path_factory.mktemp("log") / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "vae_lab", "serve", "--port", str(port), "--vae-dir", str(folder)],

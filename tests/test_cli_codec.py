@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from factories import TINY_KL, random_kl_state_dict
+from testkit.factories import TINY_KL, random_kl_state_dict
 from vae_lab.cli.main import main
 from vae_lab.files.latents import TENSOR_NAME, BadLatentFile, load_latents, save_latents
 
@@ -69,7 +69,8 @@ def test_decode_text_output_and_any_single_tensor_file(tiny_vae_file, tmp_path, 
     pt = tmp_path / "z.pt"
     torch.save({"whatever_name": lat}, pt)
     out = tmp_path / "img.png"
-    assert main(["decode", "--latents", str(pt), "--vae", str(tiny_vae_file), "--out", str(out), "--tile", "256"]) == 0
+    assert main(["decode", "--latents", str(pt), "--vae", str(tiny_vae_file), "--out", str(out), "--tile", "256",
+                 "--precision", "fp32"]) == 0
     text = capsys.readouterr().out
     assert "decoded 2 x 48x64" in text and "fp32" in text
     for i in (0, 1):

@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from factories import TINY_KL, random_kl_state_dict
+from testkit.factories import TINY_KL, random_kl_state_dict
 from vae_lab.cli.main import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,7 +37,7 @@ def kl_file(tmp_path_factory):
 def test_taef2_astronaut_json_equals_skimage(taef2_pair, astronaut, astro_png, tmp_path, capsys):
     dec, _ = taef2_pair
     out = tmp_path / "out"
-    rc = main(["compare", "--image", astro_png, "--vae", str(dec), "--out", str(out), "--json"])
+    rc = main(["compare", "--image", astro_png, "--vae", str(dec), "--precision", "fp32", "--out", str(out), "--json"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     doc = json.loads(captured.out)
@@ -65,7 +65,8 @@ def test_text_table_failed_entry_and_exit_status(taef2_pair, astronaut, tmp_path
     Image.fromarray(astronaut[::4, ::4]).save(small)
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"not a vae at all")
-    rc = main(["compare", "--image", str(small), "--vae", kl_file, "--vae", str(broken), "--out", str(tmp_path / "o")])
+    rc = main(["compare", "--image", str(small), "--vae", kl_file, "--vae", str(broken), "--precision", "fp32",
+               "--out", str(tmp_path / "o")])
     captured = capsys.readouterr()
     assert rc == 1  # one entry failed, the other ran
     lines = captured.out.splitlines()
@@ -82,13 +83,13 @@ def test_latent_file_with_reference(kl_file, tmp_path, capsys):
     other = tmp_path / "other.safetensors"
     save_file(random_kl_state_dict(TINY_KL, seed=12), str(other))
     rc = main(["compare", "--latents", str(lat), "--vae", str(other), "--vae", kl_file, "--reference", kl_file,
-               "--batch-index", "1", "--out", str(tmp_path / "o"), "--json"])
+               "--batch-index", "1", "--precision", "fp32", "--out", str(tmp_path / "o"), "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert rc == 0
     a, b = doc["results"]
     assert doc["mode"] == "latents" and doc["reference"] == "tiny_kl.safetensors (fp32)"
     assert a["psnr"] is not None and a["ssim"] is not None
-    assert b["psnr"] is None and b["psnr_infinite"] is True  # the reference VAE itself, fp32 on CPU
+    assert b["psnr"] is None and b["psnr_infinite"] is True  # the reference VAE itself, at fp32
     ref = np.asarray(Image.open(doc["files"]["00-reference.png"]))
     assert ref.shape == (48, 40, 3)  # 6x5 latents, f8
     assert doc["settings"]["batch_index"] == 1

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from httpserver import FileServer
+from testkit.httpserver import FileServer
 from vae_lab.identity import catalog
 from vae_lab.identity.catalog import CatalogEntry
 from vae_lab.cli.main import main
@@ -19,7 +19,7 @@ def blob() -> bytes:
     """A real tiny kl-f8 VAE (random weights, LDM layout) as safetensors bytes."""
     from safetensors.torch import save
 
-    from factories import TINY_KL, random_kl_state_dict
+    from testkit.factories import TINY_KL, random_kl_state_dict
 
     return save(random_kl_state_dict(TINY_KL, seed=5))
 

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from factories import TINY_KL, random_kl_state_dict
+from testkit.factories import TINY_KL, random_kl_state_dict
 from vae_lab.compare import runner as compare
 from vae_lab.compare.runner import CompareRequest, VaeCache, run_compare
 from vae_lab.errors import IncompatibleVae, VaeLabError
@@ -59,7 +59,7 @@ def cache():
 
 def test_taef2_round_trip_matches_skimage(taef2_pair, photo, cache):
     dec, _ = taef2_pair
-    res = run_compare(CompareRequest(image=photo, vae_paths=[str(dec)]), load=cache.load)
+    res = run_compare(CompareRequest(image=photo, vae_paths=[str(dec)], precision="fp32"), load=cache.load)
     assert res.mode == "roundtrip" and res.reference_label == "original image"
     (o,) = res.outcomes
     assert o.ok, o.error
@@ -126,13 +126,14 @@ def test_chosen_encoder_file(taef2_pair, photo, kl_files, cache):
 def test_latent_mode_with_reference(taef2_pair, photo, kl_files, cache):
     dec, _ = taef2_pair
     taef2 = cache.load(str(dec))
-    lat = taef2.encode(torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 127.5 - 1).latents
+    lat = taef2.encode(torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 127.5 - 1, precision="fp32").latents
     assert lat.shape[1] == 32
-    req = CompareRequest(latents=lat, vae_paths=[str(dec), kl_files["kl_a"]], reference=str(dec), diff_pair=(0, 1))
+    req = CompareRequest(latents=lat, vae_paths=[str(dec), kl_files["kl_a"]], reference=str(dec), diff_pair=(0, 1),
+                         precision="fp32")
     res = run_compare(req, load=cache.load)
     assert res.mode == "latents" and res.reference_label.endswith("(fp32)")
     t, k = res.outcomes
-    # on CPU "auto" is fp32, so the decode equals the fp32 reference exactly
+    # decoded at fp32, the reference's own precision, so it equals the reference exactly
     assert t.ok and t.psnr == math.inf and t.ssim == pytest.approx(1.0)
     assert res.rows()[0]["psnr"] is None and res.rows()[0]["psnr_infinite"] is True
     assert k.image is None and isinstance(k.error, str) and "4-channel" in k.error
@@ -390,7 +391,7 @@ class _FakeVae:
         if self.stop_inside:
             raise compare.CompareCancelled("stopped between tiles")
         img = torch.zeros(1, 3, 16, 16)
-        return SimpleNamespace(images=img, precision_used="fp32", fallback=[], tiled=False, seconds=0.01,
+        return SimpleNamespace(images=img, precision_used="fp32", fallback=[], unsupported=[], tiled=False, seconds=0.01,
                                peak_memory_bytes=0)
 
 
@@ -401,3 +402,16 @@ def test_stop_reaches_into_a_decode_and_keeps_what_finished():
     assert callable(vaes["a"].cancels_seen[0])  # the engine gets something to poll between tiles
     assert res.cancelled and a.ok and b.error == c.error == "cancelled" and res.finished == 1
     assert vaes["c"].cancels_seen == []  # nothing after the Stop ran
+
+
+def test_a_precision_the_device_cannot_run_is_said_in_the_table(kl_files, photo, cache, monkeypatch):
+    from vae_lab.runtime import precision as prec
+
+    monkeypatch.setitem(prec._RUNS, ("cpu", "fp16"), False)  # as on torch 2.1's CPU
+    monkeypatch.setenv(prec.FAST_BF16_ENV, "0")
+    res = run_compare(CompareRequest(image=photo, vae_paths=[kl_files["kl_a"]], precision="fp16"), load=cache.load)
+    (o,) = res.outcomes
+    assert o.ok and o.precision_used == "fp32" and o.unsupported == ["fp16"] and o.fallback == []
+    headers, rows = res.display_rows()
+    assert rows[0][headers.index("precision")] == "fp32 (fp16 unsupported here)"
+    assert "fp32 (fp16 unsupported here)" in compare.caption_lines(o)[0]

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 import torch
-from factories import TINY_KL, random_kl_state_dict
+from testkit.factories import TINY_KL, random_kl_state_dict
 from safetensors import safe_open
 from safetensors.torch import load_file
 from vae_files import assert_same_tensors, write, write_diffusers_folder

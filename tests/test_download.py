@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from httpserver import FileServer
+from testkit.httpserver import FileServer
 from vae_lab.download.transfer import (
     DownloadCancelled,
     DownloadError,
@@ -47,7 +47,7 @@ def vae_bytes() -> bytes:
     """A real (tiny, random-weight) kl-f8 VAE in the LDM layout, as safetensors bytes."""
     from safetensors.torch import save
 
-    from factories import TINY_KL, random_kl_state_dict
+    from testkit.factories import TINY_KL, random_kl_state_dict
 
     return save(random_kl_state_dict(TINY_KL, seed=3))
 
@@ -56,7 +56,7 @@ def vae_bytes() -> bytes:
 def ckpt_bytes() -> bytes:
     import torch
 
-    from factories import TINY_KL, random_kl_state_dict
+    from testkit.factories import TINY_KL, random_kl_state_dict
 
     buf = io.BytesIO()
     torch.save({"state_dict": random_kl_state_dict(TINY_KL, seed=4)}, buf)

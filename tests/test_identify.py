@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from factories import TINY_KL, TINY_KL16, random_kl_state_dict
+from testkit.factories import TINY_KL, TINY_KL16, random_kl_state_dict
 from vae_files import ldm_to_diffusers, unet_keys, write, write_diffusers_folder
 
 from vae_lab.identity import catalog, identify

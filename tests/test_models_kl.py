@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusers_ref import diffusers_vae
-from factories import TINY_KL, TINY_KL16, random_kl_state_dict
+from testkit.diffusers_ref import diffusers_vae
+from testkit.factories import TINY_KL, TINY_KL16, random_kl_state_dict
 from vae_lab.models.arch import KLArch
 from vae_lab.errors import BadVaeFile
 from vae_lab.models import build_model

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from factories import TINY_KL, TINY_KL16, random_kl_state_dict
+from testkit.factories import TINY_KL, TINY_KL16, random_kl_state_dict
 from vae_lab.models.arch import KLArch
 from vae_lab.errors import IncompatibleVae
 from vae_lab.runtime import swap

@@ -9,10 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from factories import TINY_KL, random_kl_state_dict
+from testkit.factories import TINY_KL, random_kl_state_dict
 from vae_lab.errors import Cancelled
 from vae_lab.files.imaging import array_to_tensor, tensor_to_array
 from vae_lab.runtime import engine, tiling
+from vae_lab.runtime import precision as prec
 from vae_lab.runtime.engine import Vae, load_vae
 
 
@@ -140,16 +141,24 @@ def test_auto_tiles_when_the_whole_decode_would_not_fit(tiny, monkeypatch):
     assert res.tiled and torch.isfinite(res.images).all()
 
 
-def test_out_of_memory_is_retried_tiled(tiny, monkeypatch, smooth_latents, decoded):
-    def no_memory(z):
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_out_of_memory_is_retried_tiled(tiny, monkeypatch, smooth_latents, decoded, precision, cpu_kind):
+    # The whole-image pass of whichever model runs (the fp32 master or a bf16 copy) is out of memory.
+    ran = []
+
+    def no_memory(model, z):
+        ran.append(z.dtype)
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9999999999 bytes")
 
-    monkeypatch.setattr(tiny._model, "decode", no_memory)
-    res = tiny.decode(smooth_latents, tile="auto", precision="fp32")
-    assert res.tiled and psnr(res.images, decoded[0].images) >= 60
+    monkeypatch.setattr(type(tiny._model), "decode", no_memory)
+    res = tiny.decode(smooth_latents, tile="auto", precision=precision)
+    want = precision if precision != "auto" else ("bf16" if cpu_kind == "bf16-fast" else "fp32")
+    assert ran == [prec.dtype_of(want)] and res.precision_used == want
+    assert res.tiled and torch.isfinite(res.images).all()
+    if want == "fp32":
+        assert psnr(res.images, decoded[0].images) >= 60  # the retry in tiles is exact
     with pytest.raises(RuntimeError, match="allocate"):
-        tiny.decode(smooth_latents, tile=False, precision="fp32")  # tiling refused: the error stands
-
+        tiny.decode(smooth_latents, tile=False, precision=precision)  # tiling refused: the error stands
 
 def test_progress_is_reported_per_tile(tiny, smooth_latents):
     seen = []

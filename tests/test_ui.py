@@ -226,7 +226,7 @@ def roundtrip(context, vae_dir, small_photo):
     logic = ui.TabLogic(context)
     vaes = [vae_id(vae_dir / "taef2_decoder.pth"), vae_id(vae_dir / KL_NAMES[0]), vae_id(vae_dir / BROKEN)]
     steps = []
-    out = logic.run(ui.SOURCE_IMAGE, small_photo, None, vaes, ui.ENCODER_OWN, "auto", "auto", ui.NO_REFERENCE,
+    out = logic.run(ui.SOURCE_IMAGE, small_photo, None, vaes, ui.ENCODER_OWN, "fp32", "auto", ui.NO_REFERENCE,
                     session="t", progress=lambda frac, text: steps.append((frac, text)))
     return logic, out, steps
 
@@ -383,8 +383,8 @@ def test_bad_requests_are_one_line_errors(context, vae_dir, small_photo):
 def test_get_vaes_downloads_into_the_folder_and_refreshes(tmp_path):
     from safetensors.torch import save as save_bytes
 
-    from factories import TINY_KL, random_kl_state_dict
-    from httpserver import FileServer
+    from testkit.factories import TINY_KL, random_kl_state_dict
+    from testkit.httpserver import FileServer
 
     folder = tmp_path / "VAE"
     folder.mkdir()
@@ -452,7 +452,7 @@ def test_runs_wait_for_the_hosts_lock_and_keep_few_download_folders(context, vae
 def test_refresh_lists_new_files_and_forgets_removed_ones(tmp_path):
     from safetensors.torch import save_file
 
-    from factories import TINY_KL, random_kl_state_dict
+    from testkit.factories import TINY_KL, random_kl_state_dict
 
     logic = ui.TabLogic(ui.UiContext(vae_dirs=[str(tmp_path)]))
     vaes_u, ref_u = logic.refresh(ui.SOURCE_IMAGE, None, [])
@@ -489,8 +489,8 @@ def test_get_vaes_sends_the_hosts_tokens_only_where_they_belong(tmp_path):
     """The tab's downloads use the tokens the host passes (the WebUI's Settings), per host."""
     from safetensors.torch import save as save_bytes
 
-    from factories import TINY_KL, random_kl_state_dict
-    from httpserver import FileServer
+    from testkit.factories import TINY_KL, random_kl_state_dict
+    from testkit.httpserver import FileServer
     from vae_lab.download.tokens import TokenPolicy
 
     folder = tmp_path / "VAE"

@@ -3,7 +3,6 @@ models/VAE with families, and decodes the last generation's latents again with o
 
 from __future__ import annotations
 
-import pytest
 
 from webui_lab import AS_IN_SETTINGS, lab, make_p, run_p  # noqa: F401  (lab is the fixture)
 

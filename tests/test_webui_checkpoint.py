@@ -182,7 +182,7 @@ def test_forge_turns_swaps_off_with_one_message(lab):
 def test_vae_list_refresh_includes_the_download_folder(lab, tmp_path):
     from modules import sd_vae
 
-    from factories import random_kl_state_dict
+    from testkit.factories import random_kl_state_dict
     from safetensors.torch import save_file
 
     import vae_lab.webui as w

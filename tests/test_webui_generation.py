@@ -110,7 +110,7 @@ def test_leftover_swap_is_undone_by_the_next_generation(lab):
 def test_unknown_vae_name_is_a_clear_comment_and_changes_nothing(lab):
     from modules import sd_vae, shared
 
-    from factories import TINY_KL, random_kl_state_dict
+    from testkit.factories import TINY_KL, random_kl_state_dict
     from safetensors.torch import save_file
 
     res = run_p(make_p(lab, True, "nope.safetensors", []))

@@ -125,7 +125,7 @@ def test_xyz_vae_axis_with_extras_right_cells_and_the_extras_kept_or_reported(la
 
 
 def test_broken_vae_message_reaches_api_callers(lab):
-    from factories import TINY_KL, random_kl_state_dict
+    from testkit.factories import TINY_KL, random_kl_state_dict
     from safetensors.torch import save_file
 
     bad = random_kl_state_dict(TINY_KL, seed=40)

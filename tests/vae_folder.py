@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from factories import TINY_KL, random_kl_state_dict
+from testkit.factories import TINY_KL, random_kl_state_dict
 
 KL_NAMES = ("kl-f8-random-weights-1.safetensors", "kl-f8-random-weights-2.safetensors")
 BROKEN = "half-downloaded.safetensors"

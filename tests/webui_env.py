@@ -55,7 +55,7 @@ def vae_state_dict(seed: int = 1, kind: str = "sd1", dtype=torch.float32) -> dic
 
 @functools.lru_cache(maxsize=32)
 def _cached_vae_state_dict(seed, kind, dtype):
-    from factories import random_kl_state_dict
+    from testkit.factories import random_kl_state_dict
     import stub_ldm
     return random_kl_state_dict(stub_ldm.vae_arch_for(kind), seed=seed, dtype=dtype)
 

@@ -15,7 +15,6 @@ from pathlib import Path  # noqa: F401
 
 import numpy as np
 import pytest
-import torch
 
 from webui_env import FakeWebUI
 
@@ -61,7 +60,7 @@ def _save_vae(path: Path, sd: dict, *, known_as: str | None = None) -> None:
 
 @functools.lru_cache(maxsize=16)
 def _cached_vae(arch, seed):
-    from factories import random_kl_state_dict
+    from testkit.factories import random_kl_state_dict
 
     return random_kl_state_dict(arch, seed=seed)
 
@@ -84,7 +83,7 @@ class Lab:
         self.root = webui.root
 
     def build(self, args=()):
-        from factories import TINY_KL, TINY_KL16
+        from testkit.factories import TINY_KL, TINY_KL16
 
         random_kl_state_dict = _random_vae  # noqa: N806
         w = self.webui

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from httpserver import FileServer
+from testkit.httpserver import FileServer
 from vae_lab.download import policy as policy_mod
 from vae_lab.download import transfer
 from vae_lab.download.policy import HostPolicy, RefusedHost
@@ -24,7 +24,7 @@ SECRET = b'{"access_token": "SECRET-internal-0123456789", "role": "admin"}'
 def _weights() -> bytes:
     from safetensors.torch import save as save_bytes
 
-    from factories import TINY_KL, random_kl_state_dict
+    from testkit.factories import TINY_KL, random_kl_state_dict
 
     return save_bytes(random_kl_state_dict(TINY_KL, seed=1))
 

@@ -40,7 +40,7 @@ def test_a_path_from_the_client_is_never_loaded(vae_dir, tmp_path, photo, monkey
     outside the list, or is nothing at all; no VAE is loaded."""
     from safetensors.torch import save_file
 
-    from factories import TINY_KL, random_kl_state_dict
+    from testkit.factories import TINY_KL, random_kl_state_dict
     from vae_lab.compare import runner
 
     outside = tmp_path / "elsewhere.safetensors"  # a valid VAE, but not in the app's list
@@ -68,7 +68,7 @@ def test_an_id_of_the_list_still_runs(vae_dir, photo):
 def test_a_file_deleted_after_listing_is_unknown_too(tmp_path, photo):
     from safetensors.torch import save_file
 
-    from factories import TINY_KL, random_kl_state_dict
+    from testkit.factories import TINY_KL, random_kl_state_dict
 
     f = tmp_path / "gone.safetensors"
     save_file(random_kl_state_dict(TINY_KL, seed=3), str(f))

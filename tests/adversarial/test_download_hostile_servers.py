@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from httpserver import FileServer
+from testkit.httpserver import FileServer
 
 from vae_lab.download import transfer as dl
 from vae_lab.download.partial import kept_partials, partial_paths
@@ -37,7 +37,7 @@ NO_TOKENS = TokenPolicy(tokens={}, hosts={}, require_https=False)
 
 @pytest.fixture(scope="module")
 def vae_bytes() -> bytes:
-    from factories import TINY_KL, random_kl_state_dict
+    from testkit.factories import TINY_KL, random_kl_state_dict
     from safetensors.torch import save
 
     return save(random_kl_state_dict(TINY_KL, seed=5))

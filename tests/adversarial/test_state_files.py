@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from factories import TINY_KL, random_kl_state_dict
+from testkit.factories import TINY_KL, random_kl_state_dict
 from vae_files import write
 
 from vae_lab.identity import catalog, identify

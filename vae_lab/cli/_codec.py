@@ -10,7 +10,7 @@ from vae_lab.errors import VaeLabError
 def add_common(parser) -> None:
     parser.add_argument("--vae", required=True, metavar="PATH", help="VAE file (any supported layout) or TAE .pth")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                        help="auto: fp16 on CUDA/MPS, fp32 on CPU; NaN/Inf falls back to a safer precision")
+                        help="auto: fp16 on CUDA/MPS, bf16 on CPUs with AMX, else fp32; NaN/Inf falls back to a safer precision")
     parser.add_argument("--tile", default="auto", metavar="N",
                         help="tile size in pixels, 0 for never, auto (default: tile large images or on out-of-memory)")
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
@@ -70,5 +70,6 @@ def human_bytes(n) -> str:
 def describe(res) -> str:
     fb = f", after {' and '.join(res.fallback)} gave NaN/Inf" if res.fallback else ""
     sk = f" ({', '.join(res.skipped)} skipped: known to fail for this VAE)" if res.skipped else ""
+    un = f" ({', '.join(res.unsupported)} not supported on this device)" if res.unsupported else ""
     tiles = f"tiled ({res.tiles} tiles)" if res.tiled else "whole image"
-    return f"{res.precision_used}{fb}{sk}; {tiles}; {res.seconds:.2f} s; peak memory {human_bytes(res.peak_memory_bytes)}"
+    return f"{res.precision_used}{un}{fb}{sk}; {tiles}; {res.seconds:.2f} s; peak memory {human_bytes(res.peak_memory_bytes)}"

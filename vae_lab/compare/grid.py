@@ -29,26 +29,48 @@ class Tile:
 
 
 def _font(size: int):
+    """A scalable font where there is one: Pillow 10.1+'s built-in one, else DejaVu Sans when the
+    system has it (Pillow 9.5, A1111's pin, has only a fixed latin-1 bitmap font, the last resort)."""
     from PIL import ImageFont
 
     try:
         return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
+    except TypeError:  # Pillow < 10.1
+        pass
+    try:
+        return ImageFont.truetype("DejaVuSans.ttf", size)  # found in the system's font folders
+    except OSError:
         return ImageFont.load_default()
 
 
+# What the bitmap font cannot draw (it encodes text as latin-1), spelled with what it can.
+_LATIN1 = str.maketrans({"…": "...", "—": "-", "–": "-", "·": "|", "→": "->", "←": "<-", "‘": "'", "’": "'",
+                         "“": '"', "”": '"', "≈": "~", "≤": "<=", "≥": ">=", "−": "-", "•": "*"})
+
+
+def _drawable(text: str, font) -> str:
+    """`text` as `font` can draw it: unchanged for a TrueType font, latin-1 for the bitmap one."""
+    from PIL import ImageFont
+
+    if isinstance(font, ImageFont.FreeTypeFont):
+        return text
+    return text.translate(_LATIN1).encode("latin-1", "replace").decode("latin-1")
+
+
 def _text_width(draw, text, font) -> int:
-    left, _, right, _ = draw.textbbox((0, 0), text, font=font)
+    left, _, right, _ = draw.textbbox((0, 0), _drawable(text, font), font=font)
     return right - left
 
 
 def _fit(draw, text, font, width) -> str:
-    """Cut `text` with an ellipsis so it fits `width` pixels."""
+    """`text` as `font` can draw it, cut with an ellipsis so it fits `width` pixels."""
+    text = _drawable(text, font)
     if _text_width(draw, text, font) <= width:
         return text
-    while text and _text_width(draw, text + "…", font) > width:
+    ellipsis = _drawable("…", font)
+    while text and _text_width(draw, text + ellipsis, font) > width:
         text = text[:-1]
-    return text + "…"
+    return text + ellipsis
 
 
 def make_grid(tiles: list[Tile], *, columns: int | None = None, tile: int | None = None):
@@ -62,7 +84,7 @@ def make_grid(tiles: list[Tile], *, columns: int | None = None, tile: int | None
 
     if not tiles:
         raise ValueError("nothing to put in a grid")
-    pics = []
+    pics: list = []
     for t in tiles:
         if t.image is None:
             pics.append(None)
@@ -101,7 +123,7 @@ def make_grid(tiles: list[Tile], *, columns: int | None = None, tile: int | None
             draw.text((x, y + lh_label + k * lh_detail), _fit(draw, line, detail_font, cw), fill=DETAIL, font=detail_font)
         iy = y + band
         if pic is not None:
-            fitted = pic if pic.size == (cw, ch) else pic.resize((cw, ch), Image.LANCZOS)
+            fitted = pic if pic.size == (cw, ch) else pic.resize((cw, ch), Image.Resampling.LANCZOS)
             canvas.paste(fitted, (x, iy))
         else:
             draw.rectangle((x, iy, x + cw - 1, iy + ch - 1), fill=ERROR_FILL)

@@ -25,6 +25,8 @@ def display_rows(result) -> tuple[list[str], list[list[str]]]:
             body.append([o.name, family_label(o.family), "", "", "", "", "", "", "", err])
             continue
         prec = o.precision_used or ""
+        if o.unsupported:
+            prec += f" ({'/'.join(o.unsupported)} unsupported here)"
         if o.fallback:
             prec += f" (after {'/'.join(o.fallback)} NaN)"
         note = []
@@ -127,6 +129,8 @@ def caption_lines(o: VaeOutcome) -> list[str]:
     if o.error:
         return []
     prec = o.precision_used or "?"
+    if o.unsupported:
+        prec += f" ({', '.join(o.unsupported)} unsupported here)"
     if o.fallback:
         prec += f" (after NaN in {', '.join(o.fallback)})"
     first = [family_label(o.family) or "unknown family", o.kind or "?", prec] + (["tiled"] if o.tiled else [])

@@ -64,6 +64,7 @@ class VaeOutcome:
     error: str | None = None
     precision_used: str | None = None
     fallback: list = field(default_factory=list)  # precisions that gave NaN/Inf and were retried
+    unsupported: list = field(default_factory=list)  # precisions the device cannot run (fp16 on torch 2.1 CPU)
     tiled: bool | None = None
     encode_seconds: float | None = None  # only when this VAE's own encoder ran for this entry
     decode_seconds: float | None = None

@@ -420,6 +420,7 @@ class _Comparison:
             o.image = _to_uint8(dr.images)
             o.precision_used = dr.precision_used
             o.fallback = list(dr.fallback or [])
+            o.unsupported = list(dr.unsupported or [])
             o.tiled = bool(dr.tiled)
             o.decode_seconds = dr.seconds
             o.peak_memory_bytes = dr.peak_memory_bytes

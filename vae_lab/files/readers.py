@@ -203,6 +203,21 @@ def _allowing(extra: list):
         ctx.__exit__(None, None, None)
 
 
+_DAMAGE_RE = re.compile(r"hasRecord|not in a subdirectory|Invalid magic number|central directory|EOF|unexpected|corrupt",
+                        re.IGNORECASE)
+
+
+def _damaged(path: str, text: str) -> BadVaeFile:
+    """The one-line error for a pickle that torch could not read because it is damaged or not torch's."""
+    if "hasRecord" in text or "not in a subdirectory" in text:
+        return BadVaeFile(f"{path}: a zip archive, but not a PyTorch file")
+    if "Invalid magic number" in text:
+        return BadVaeFile(f"{path}: a Python pickle, but not one written by torch.save")
+    if "central directory" in text or "EOF" in text or "unexpected" in text.lower():
+        return BadVaeFile(f"{path}: truncated or corrupt PyTorch file ({text})")
+    return BadVaeFile(f"{path}: cannot read PyTorch file ({text})")
+
+
 def read_pickle(path: str, zip_format: bool) -> RawFile:
     """`torch.load(weights_only=True)`, and nothing else, ever."""
     import pickle
@@ -222,6 +237,11 @@ def read_pickle(path: str, zip_format: bool) -> RawFile:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         text = str(err)
+        # torch < 2.2 wraps every error of its safe unpickler in this one, damaged files included
+        # ("WeightsUnpickler error: Invalid magic number", "… unexpected EOF …"): those are damage.
+        inner = text.split("WeightsUnpickler error:", 1)[1].strip() if "WeightsUnpickler error:" in text else ""
+        if inner and _DAMAGE_RE.search(inner):
+            raise _damaged(path, inner) from None
         if "Weights only load failed" in text or "weights_only" in text:
             found = _GLOBAL_RE.search(text)
             name = next((g for g in found.groups() if g), None) if found else None
@@ -234,14 +254,7 @@ def read_pickle(path: str, zip_format: bool) -> RawFile:
             raise UnsafeFile(f"{path}: refused: {why}; nothing in it was run") from None
         raise BadVaeFile(f"{path}: corrupt pickle ({_one_line(err)})") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, struct.error) as err:
-        text = _one_line(err)
-        if "hasRecord" in text or "not in a subdirectory" in text:
-            raise BadVaeFile(f"{path}: a zip archive, but not a PyTorch file") from None
-        if "Invalid magic number" in text:
-            raise BadVaeFile(f"{path}: a Python pickle, but not one written by torch.save") from None
-        if "central directory" in text or "EOF" in text or "unexpected" in text.lower():
-            raise BadVaeFile(f"{path}: truncated or corrupt PyTorch file ({text})") from None
-        raise BadVaeFile(f"{path}: cannot read PyTorch file ({text})") from None
+        raise _damaged(path, _one_line(err)) from None
     except Exception as err:  # torch raises many types for damaged files; none may escape as a traceback
         raise BadVaeFile(f"{path}: cannot read PyTorch file ({type(err).__name__}: {_one_line(err)})") from None
     return RawFile(path=path, format="pickle", files=[path], content=obj)

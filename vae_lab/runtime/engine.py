@@ -20,6 +20,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vae_lab.identity import families
 from vae_lab.runtime import precision as prec
@@ -33,6 +34,7 @@ class _Report:
     precision_used: str = "fp32"
     fallback: list = field(default_factory=list)  # precisions that gave NaN/Inf in this call
     skipped: list = field(default_factory=list)  # precisions skipped: known to fail for these weights
+    unsupported: list = field(default_factory=list)  # precisions this device cannot run (prec.runs_on)
     tiled: bool = False
     tiles: int = 1
     seconds: float = 0.0
@@ -45,6 +47,7 @@ class _Report:
             "precision_used": self.precision_used,
             "fallback": list(self.fallback),
             "skipped": list(self.skipped),
+            "unsupported": list(self.unsupported),
             "tiled": self.tiled,
             "tiles": self.tiles,
             "seconds": round(self.seconds, 4),
@@ -54,13 +57,13 @@ class _Report:
 
 @dataclass
 class EncodeResult(_Report):
-    latents: object = None  # float32 CPU [B, C, h, w], diffusion space
+    latents: Any = None  # float32 CPU [B, C, h, w], diffusion space
     image_size: tuple = (0, 0)  # (H, W) of the input images
 
 
 @dataclass
 class DecodeResult(_Report):
-    images: object = None  # float32 CPU [B, 3, H, W] in [-1, 1]
+    images: Any = None  # float32 CPU [B, 3, H, W] in [-1, 1]
 
 
 def default_device() -> str:
@@ -112,7 +115,7 @@ class Vae:
         # oneDNN's channels_last kernels, which reorder the weights themselves. Elsewhere the
         # move to the device copies anyway, so it also lays the weights out channels_last.
         self._model = model if self.device.type == "cpu" else model.to(self.device, memory_format=fmt)
-        self._cast = {}  # precision -> a cast copy of the model (the fp32 master is kept)
+        self._cast: dict[str, Any] = {}  # precision -> a cast copy of the model (the fp32 master is kept)
         # Keep that half-precision copy after a call (faster repeated half decodes, twice the
         # memory)? Off by default: nothing but the fp32 master is held between calls.
         self.keep_cast = False
@@ -199,53 +202,65 @@ class Vae:
 
         prec.check_precision(precision)
         chain = prec.fallback_chain(precision, self.device)
+        unsupported = [p for p in chain if not prec.runs_on(p, self.device)]
+        if unsupported:
+            _log.info("%s: %s cannot run at %s; using the next precision", self.name, self.device, ", ".join(unsupported))
+        chain = [p for p in chain if p not in unsupported]
         known_bad = set(self.memory.failed(self.weights_id, op))
         skipped = [p for p in chain[:-1] if p in known_bad]
         chain = [p for p in chain if p not in skipped]
         failed: list[str] = []
         tiled = None
+        estimate = None
+        peak: int | None = None
         t0 = time.perf_counter()
-        with PeakMemory(self.device) as pm, _checking_cancel(self._model, cancel):
+        with _checking_cancel(self._model, cancel):
             for i, p in enumerate(chain):
+                # The half-precision copy of the weights is built outside the measured region:
+                # the peak is what this call needs on top of the loaded model.
                 model = self._model_at(p)
-                xi = self._prepare(x.to(self.device, prec.dtype_of(p)))
-                tiled = _want_tiles(tile, model, op, xi, self.device)
-                work = _work(model, op, xi.shape, tiled)
-                if i == 0:
-                    rate = self._rates.get((op, p, self.device.type))
-                    estimate = None if rate is None else work * rate
-                    if estimate is not None and estimate > 10:
-                        _log.info("%s: %s of %s will take about %.0f s", self.name, op, list(xi.shape), estimate)
-                    if on_estimate is not None:
-                        on_estimate(estimate)
-                t_step = time.perf_counter()
-                with torch.inference_mode():
-                    try:
-                        out = step(model, xi, tiled)
-                    except Exception as err:  # noqa: BLE001 — only memory failures are retried
-                        if not _is_oom(err) or tiled is not None or tile not in ("auto", None):
-                            raise
-                        del err
-                        if self.device.type == "cuda":
-                            torch.cuda.empty_cache()
-                        tiled = _default_tiles(op)
-                        _log.info("%s: out of memory for a whole-image %s; retrying in %d px tiles", self.name, op,
-                                  tiled * self.downscale)
-                        out = step(model, xi, tiled)
-                del xi
-                self._rates[(op, p, self.device.type)] = (time.perf_counter() - t_step) / max(work, 1.0)
+                with PeakMemory(self.device) as pm:
+                    xi = self._prepare(x.to(self.device, prec.dtype_of(p)))
+                    tiled = _want_tiles(tile, model, op, xi, self.device)
+                    work = _work(model, op, xi.shape, tiled)
+                    if i == 0:
+                        rate = self._rates.get((op, p, self.device.type))
+                        estimate = None if rate is None else work * rate
+                        if estimate is not None and estimate > 10:
+                            _log.info("%s: %s of %s will take about %.0f s", self.name, op, list(xi.shape), estimate)
+                        if on_estimate is not None:
+                            on_estimate(estimate)
+                    t_step = time.perf_counter()
+                    with torch.inference_mode():
+                        try:
+                            out = step(model, xi, tiled)
+                        except Exception as err:  # noqa: BLE001 — only memory failures are retried
+                            if not _is_oom(err) or tiled is not None or tile not in ("auto", None):
+                                raise
+                            del err
+                            if self.device.type == "cuda":
+                                torch.cuda.empty_cache()
+                            tiled = _default_tiles(op)
+                            _log.info("%s: out of memory for a whole-image %s; retrying in %d px tiles", self.name,
+                                      op, tiled * self.downscale)
+                            out = step(model, xi, tiled)
+                    del xi
+                    self._rates[(op, p, self.device.type)] = (time.perf_counter() - t_step) / max(work, 1.0)
+                if pm.peak_bytes is not None:
+                    peak = max(peak or 0, pm.peak_bytes)
                 if i == len(chain) - 1 or prec.is_finite(out):
                     break
                 failed.append(p)
-                del out
+                out = None  # free the failed attempt's output before the next precision runs
         if not self.keep_cast:
             self._cast.clear()
         if not prec.is_finite(out):
             raise VaeLabError(
                 f"{self.name} gives NaN/Inf even at {p} ({op}): its weights are damaged or unfit for this input"
             )
-        report = dict(precision_used=p, fallback=failed, skipped=skipped, tiled=tiled is not None,
-                      seconds=time.perf_counter() - t0, peak_memory_bytes=pm.peak_bytes, estimated_seconds=estimate)
+        report = dict(precision_used=p, fallback=failed, skipped=skipped, unsupported=unsupported,
+                      tiled=tiled is not None, seconds=time.perf_counter() - t0, peak_memory_bytes=peak,
+                      estimated_seconds=estimate)
         if failed:
             self.memory.record(self.weights_id, op, failed, p)
         return out, report, tiled

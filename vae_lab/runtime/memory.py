@@ -4,7 +4,7 @@ CUDA: `torch.cuda.max_memory_allocated` after resetting the peak, minus what was
 allocated before the call (tensors only, not the allocator's cache).
 CPU: the same quantity, counted exactly: a `TorchDispatchMode` sees every tensor an
 operator returns in this thread, adds the bytes of each new storage (views and in-place
-results allocate nothing) and subtracts them when the storage is freed; the result is the highest total reached. Unlike the
+results allocate nothing) and subtracts them when the last tensor on it is freed; the result is the highest total reached. Unlike the
 process RSS this does not depend on what ran before (malloc keeps freed pages, glibc's
 mmap threshold moves), on sampling luck, or on other threads (the WebUI's own work).
 It leaves out memory that is not tensor storage (oneDNN scratch buffers, Python
@@ -20,7 +20,16 @@ import weakref
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
+
+try:
+    from torch.utils._pytree import tree_leaves
+except ImportError:  # torch < 2.2 (A1111's 2.1.2) has only tree_flatten
+
+    def tree_leaves(tree):  # type: ignore[misc]
+        from torch.utils._pytree import tree_flatten
+
+        return tree_flatten(tree)[0]
+
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -35,33 +44,56 @@ def rss_bytes() -> int | None:
 
 class TensorPeak(TorchDispatchMode):
     """`with TensorPeak() as tp: …` then `tp.peak_bytes`: the most CPU tensor bytes allocated
-    in the block and alive at once (storages that existed before the block are not counted)."""
+    in the block and alive at once (storages that existed before the block are not counted).
+
+    A storage counts from the operator that made it until the last tensor on it (the result, or
+    a view of it) that the block saw is gone. Lifetimes are followed through the tensors, not
+    through `untyped_storage()` objects: on torch 2.1 those are fresh wrappers on every call, so
+    a weak reference to one says nothing about the storage (and crashes the process at exit).
+    """
 
     def __init__(self):
         super().__init__()
         self.live = 0
         self.peak_bytes = 0
-        self._seen: dict[int, int] = {}
+        self._holders: dict[int, list[int]] = {}  # storage data_ptr -> [bytes, tensors alive on it]
+        self._finalizers: list = []
 
-    def _freed(self, key: int, n: int) -> None:
-        self.live -= n
-        self._seen.pop(key, None)
+    def __exit__(self, *exc):
+        # Counting ends with the block: stop following the tensors that outlive it.
+        for f in self._finalizers:
+            f.detach()
+        self._finalizers.clear()
+        return super().__exit__(*exc)
+
+    def _released(self, key: int) -> None:
+        entry = self._holders.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.live -= entry[0]
+            del self._holders[key]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if any(r.alias_info is not None for r in func._schema.returns):
-            return out  # a view or an in-place/out= result: no new storage
+        aliasing = any(r.alias_info is not None for r in func._schema.returns)  # a view, in-place or out=
         for t in tree_leaves(out):
             if not isinstance(t, torch.Tensor) or t.device.type != "cpu" or t.is_sparse:
                 continue
             s = t.untyped_storage()
             key, n = s.data_ptr(), s.nbytes()
-            if n == 0 or key in self._seen:
+            if n == 0:
                 continue
-            self._seen[key] = n
-            self.live += n
-            self.peak_bytes = max(self.peak_bytes, self.live)
-            weakref.finalize(s, self._freed, key, n)
+            entry = self._holders.get(key)
+            if entry is None:
+                if aliasing:
+                    continue  # a view of a storage from before the block
+                entry = self._holders[key] = [n, 0]
+                self.live += n
+                self.peak_bytes = max(self.peak_bytes, self.live)
+            entry[1] += 1
+            self._finalizers.append(weakref.finalize(t, self._released, key))
         return out
 
 

@@ -8,6 +8,13 @@ WebUI only checks for an all-NaN tensor, which misses partial overflow) and the 
 retried at the next safer precision: fp16 -> bf16 (where bf16 is fast) -> fp32.
 Failures are remembered per weights id in a small JSON file so that the next call for
 the same VAE starts at the precision that works.
+
+Precisions a device cannot run at all (fp16 convolutions on torch 2.1's CPU: "slow_conv2d_cpu"
+not implemented for 'Half') are found by running the operators the VAEs use once, on a tiny
+tensor (`runs_on`), and are skipped, not tried: a fallback the caller sees, never a traceback.
+
+`VAE_LAB_FAST_BF16=1` (or `0`) overrides the CPU probe for bf16: tests run the `auto` and
+fallback logic for both kinds of CPU on any machine, and a user can opt in or out.
 """
 
 from __future__ import annotations
@@ -37,7 +44,15 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+FAST_BF16_ENV = "VAE_LAB_FAST_BF16"
+
+
 def _cpu_has_amx_bf16() -> bool:
+    forced = os.environ.get(FAST_BF16_ENV, "").strip().lower()
+    if forced in ("1", "true", "yes", "on"):
+        return True
+    if forced in ("0", "false", "no", "off"):
+        return False
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
@@ -78,6 +93,45 @@ def fallback_chain(precision: str, device) -> list[str]:
     if first == "bf16":
         return ["bf16", "fp32"]
     return ["fp32"]
+
+
+_RUNS: dict[tuple[str, str], bool] = {}
+
+
+def runs_on(precision: str, device) -> bool:
+    """Whether `device` implements, at `precision`, the operators the VAEs are made of.
+
+    Asked of the device itself (a 1x8x4x4 pass through conv, group norm, activations, nearest
+    upsampling and attention; cached per device type): torch 2.1's CPU has no fp16 convolution,
+    and other builds and backends have gaps of their own.
+    """
+    import torch
+
+    check_precision(precision)
+    if precision in ("auto", "fp32"):
+        return True
+    dev = torch.device(device)
+    key = (str(dev), precision)
+    if key not in _RUNS:
+        _RUNS[key] = _probe(dtype_of(precision), dev)
+    return _RUNS[key]
+
+
+def _probe(dtype, dev) -> bool:
+    import torch
+    import torch.nn.functional as F
+
+    try:
+        with torch.inference_mode():
+            x = torch.randn(1, 8, 4, 4).to(dev, dtype).contiguous(memory_format=torch.channels_last)
+            w = torch.randn(8, 8, 3, 3).to(dev, dtype).contiguous(memory_format=torch.channels_last)
+            y = F.conv2d(x, w, padding=1)
+            y = F.group_norm(y, 4, torch.ones(8, device=dev, dtype=dtype), torch.zeros(8, device=dev, dtype=dtype))
+            y = F.interpolate(F.silu(y) + torch.tanh(F.relu(y)), scale_factor=2.0, mode="nearest")
+            q = y.flatten(2).transpose(1, 2)[:, None].contiguous()
+            return bool(torch.isfinite(F.scaled_dot_product_attention(q, q, q).float()).all())
+    except (RuntimeError, NotImplementedError, TypeError):
+        return False
 
 
 def is_finite(tensor) -> bool:
@@ -145,7 +199,7 @@ def _clean_memory(data) -> dict:
     for wid, entry in require_dict(data).items():
         if not isinstance(wid, str) or not isinstance(entry, dict):
             continue
-        clean = {}
+        clean: dict = {}
         for key, value in entry.items():
             if key == "updated" or key.endswith("_works"):
                 if isinstance(value, str) and (key == "updated" or value in PRECISIONS):
