@@ -39,8 +39,8 @@ def run(quick: bool) -> dict:
         return {"title": "GPU decode (fp16/bf16)", "rows": [{"result": "no CUDA device: nothing measured"}],
                 "notes": []}
     from decode import _latents
-    from diffusers_ref import diffusers_vae
-    from factories import random_kl_state_dict
+    from testkit.diffusers_ref import diffusers_vae
+    from testkit.factories import random_kl_state_dict
     from vae_lab.models.arch import SD_KL
     from vae_lab.runtime.engine import Vae
 
@@ -91,7 +91,7 @@ def run(quick: bool) -> dict:
                          "diffusers peak MiB": round(out["diffusers"][1] / 2**20),
                          "ratio vs diffusers": round(ms / out["diffusers"][0], 3),
                          "roofline": f"{gflop / (ms / 1000) / 1000 / peak_tflops:.1%}" if peak_tflops else "n/a"})
-        del ref
+        ref = None  # free the reference model before the next precision
         torch.cuda.empty_cache()
     notes = [f"{name}; dense fp16 roofline {peak_tflops} TFLOPS" if peak_tflops else
              f"{name}: roofline unknown (set VAE_LAB_GPU_TFLOPS)", f"medians of {repeats}, CUDA events, after a warm-up"]

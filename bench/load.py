@@ -18,7 +18,7 @@ def run(quick: bool) -> dict:
     from safetensors.torch import load_file, save_file
 
     from _timing import median_seconds
-    from factories import random_kl_state_dict
+    from testkit.factories import random_kl_state_dict
     from vae_lab import models
     from vae_lab.files.loading import load_vae_file
     from vae_lab.models.arch import SD_KL

@@ -17,7 +17,7 @@ def run(quick: bool) -> dict:
     import torch
 
     from decode import _latents, _psnr
-    from factories import random_kl_state_dict
+    from testkit.factories import random_kl_state_dict
     from vae_lab.files.imaging import tensor_to_array
     from vae_lab.models.arch import SD_KL
     from vae_lab.runtime.engine import Vae

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from testkit.factories import TINY_KL, random_kl_state_dict
 from vae_lab.errors import Cancelled
 from vae_lab.files.imaging import array_to_tensor, tensor_to_array
-from vae_lab.runtime import engine, tiling
+from vae_lab.runtime import tiling
 from vae_lab.runtime import precision as prec
 from vae_lab.runtime.engine import Vae, load_vae
 

@@ -300,7 +300,8 @@ def color_shift(reference, image) -> tuple[float, float, float]:
     import numpy as np
 
     d = image[..., :3].astype(np.float64) - reference[..., :3].astype(np.float64)
-    return tuple(float(v) for v in d.reshape(-1, 3).mean(axis=0))
+    r, g, b = (float(v) for v in d.reshape(-1, 3).mean(axis=0))
+    return r, g, b
 
 
 def histogram(image, bins: int = HISTOGRAM_BINS):

@@ -311,7 +311,7 @@ class _Comparison:
         """Group the VAEs by latent space (channels and known family); each group's first VAE with
         an encoder makes the latents for the whole group. Any mix of VAEs compares this way."""
         groups: dict[tuple, list[int]] = {}
-        for i, path in enumerate(self.paths):
+        for i in range(len(self.paths)):
             self._check_cancel()
             try:
                 vae = self._vae(i)

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vae_lab.errors import BadVaeFile, VaeLabError
+
+if TYPE_CHECKING:  # torch is imported where it is used: nothing heavy at import
+    import torch
 
 TENSOR_NAME = "latent_tensor"
 
@@ -23,7 +27,7 @@ class BadLatentFile(VaeLabError):
     """A latent file that cannot be read as one latent tensor."""
 
 
-def _pick(tensors: dict, path) -> object:
+def _pick(tensors: dict, path) -> torch.Tensor:
     import torch
 
     from vae_lab.files.loading import check_tensor_bytes
@@ -52,7 +56,7 @@ def _pick(tensors: dict, path) -> object:
     return t.float().contiguous()
 
 
-def load_latents(path) -> tuple[object, dict]:
+def load_latents(path) -> tuple[torch.Tensor, dict]:
     """(latents float32 [B, C, h, w], metadata dict) from a latent file."""
     import torch
 

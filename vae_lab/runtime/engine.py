@@ -119,7 +119,7 @@ class Vae:
         # Keep that half-precision copy after a call (faster repeated half decodes, twice the
         # memory)? Off by default: nothing but the fp32 master is held between calls.
         self.keep_cast = False
-        self._rates = {}  # (op, precision, device type) -> measured seconds per multiply-add, for estimates
+        self._rates: dict[tuple, float] = {}  # (op, precision, device type) -> measured seconds per multiply-add, for estimates
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -469,11 +469,11 @@ def _whole_fits(model, op: str, x, device) -> bool:
         return True
     if op == "decode":
         g = tiling.Graph(x.shape[1])
-        out = model.decode_tail_graph(g)
+        model.decode_tail_graph(g)  # builds the graph in g
         hw = (x.shape[2], x.shape[3])  # the tail's input is at latent resolution too
     else:
         g = tiling.Graph(x.shape[1])
-        out = model.encode_head_graph(g)
+        model.encode_head_graph(g)
         hw = (x.shape[2], x.shape[3])
     need = tiling.whole_peak_bytes(g, hw, x.shape[0], x.element_size())
     return need <= 0.9 * free

@@ -90,7 +90,7 @@ class Conv(Op):
     """A Conv2d with zero padding (the module's own, or explicit (top, bottom, left, right))."""
 
     def __init__(self, conv: nn.Conv2d, pads=None):
-        assert conv.dilation == (1, 1) and conv.padding_mode == "zeros"
+        assert conv.dilation == (1, 1) and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
         self.conv = conv
         (self.kh, self.kw), (self.sh, self.sw) = conv.kernel_size, conv.stride
         ph, pw = conv.padding
@@ -424,7 +424,7 @@ class TiledRun:
         available, known, passes = {self.g.input}, set(), []
         while True:
             memo = {}
-            ready = lambda n: self._deps(n, available, memo)[0] <= known  # noqa: E731
+            ready = lambda n: self._deps(n, available, memo)[0] <= known  # noqa: E731, B023 (called within this iteration)
             if ready(self.out):
                 p = _Pass([], [], output=True)
                 p.reads = sorted(self._deps(self.out, available, memo)[1], key=lambda n: n.index)
