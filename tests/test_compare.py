@@ -18,6 +18,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from testkit.factories import TINY_KL, random_kl_state_dict
 from vae_lab.compare import runner as compare
+from vae_lab.identity import compatibility
 from vae_lab.compare.runner import CompareRequest, VaeCache, run_compare
 from vae_lab.errors import IncompatibleVae, VaeLabError
 
@@ -166,8 +167,8 @@ def test_known_different_family_is_refused(kl_files):
     assert a.image is None and "SD1/SD2" in a.error and "SDXL" in a.error
     assert b.ok
     with pytest.raises(IncompatibleVae):
-        compare.check_compatible(sd1, lat, "sdxl")
-    compare.check_compatible(sd1, lat, None)  # unknown family: allowed
+        compatibility.check_decode(sd1, 4, "sdxl").raise_if_refused()
+    assert compatibility.check_decode(sd1, 4, None).allowed  # unknown family: allowed
 
 
 def test_request_from_the_last_generation(kl_files):

@@ -91,11 +91,11 @@ def test_incompatible_vaes_are_marked_with_the_reason():
     unknown = ui.VaeEntry("/v/x.pt", "x.pt")
     choices = dict((p, label) for label, p in ui.vae_choices([kl, xl, tae, unknown], channels=32, family=None))
     assert choices[vae_id("/v/taef2_decoder.pth")].startswith("taef2_decoder.pth")
-    assert choices[vae_id("/v/kl.safetensors")].startswith("✕") and "4-channel VAE, latents have 32" in choices[vae_id("/v/kl.safetensors")]
+    assert choices[vae_id("/v/kl.safetensors")].startswith("✕") and "decodes 4-channel latents, these have 32 channels" in choices[vae_id("/v/kl.safetensors")]
     assert not choices[vae_id("/v/x.pt")].startswith("✕")  # unknown: offered, the run decides
     by_family = dict((p, label) for label, p in ui.vae_choices([kl, xl], channels=4, family="sd1"))
     assert not by_family[vae_id("/v/kl.safetensors")].startswith("✕")
-    assert "SDXL VAE, latents are SD1/SD2" in by_family[vae_id("/v/xl.safetensors")]
+    assert "is for SDXL latents, these are SD1/SD2" in by_family[vae_id("/v/xl.safetensors")]
     # no latents chosen (round trip): nothing is marked
     assert all(not label.startswith("✕") for label, _ in ui.vae_choices([kl, xl, tae]))
 

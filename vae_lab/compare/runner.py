@@ -32,9 +32,10 @@ from vae_lab.compare.cache import VaeCache, default_cache
 from vae_lab.compare.report import caption_lines, family_label, format_bytes
 from vae_lab.compare.result import ENCODERS, CompareRequest, CompareResult, VaeOutcome
 from vae_lab.errors import Cancelled, IncompatibleVae, VaeLabError
+from vae_lab.identity import compatibility
 
 # the data and report names are importable from here too (the CLI, the tab and bench use them)
-__all__ = ["run_compare", "check_compatible", "CompareCancelled", "CompareRequest", "CompareResult", "VaeOutcome",
+__all__ = ["run_compare", "CompareCancelled", "CompareRequest", "CompareResult", "VaeOutcome",
            "VaeCache", "default_cache", "caption_lines", "family_label", "format_bytes"]
 
 
@@ -110,30 +111,6 @@ def _from_uint8(image):
     from vae_lab.files.imaging import array_to_tensor
 
     return array_to_tensor(image)
-
-
-def _known_family(f) -> str | None:
-    from vae_lab.identity import families
-
-    return f if f and families.get(f) is not None else None
-
-
-def check_compatible(vae, latents, latents_family: str | None) -> None:
-    """Raise `IncompatibleVae` when `vae` cannot decode `latents` (channels or known family)."""
-    c = int(latents.shape[1])
-    if not getattr(vae, "has_decoder", True):
-        raise IncompatibleVae(f"{vae.name} has no decoder")
-    if vae.latent_channels != c:
-        raise IncompatibleVae(
-            f"{vae.name} takes {vae.latent_channels}-channel latents, these have {c} channels"
-        )
-    fam_v, fam_l = _known_family(getattr(vae, "family", None)), _known_family(latents_family)
-    if fam_v and fam_l and fam_v != fam_l:
-        from vae_lab.identity import families
-
-        raise IncompatibleVae(
-            f"{vae.name} is a {families.get(fam_v).label} VAE; these latents are {families.get(fam_l).label}"
-        )
 
 
 def _check_request(req: CompareRequest) -> None:
@@ -317,7 +294,7 @@ class _Comparison:
                 vae = self._vae(i)
             except Exception:
                 continue  # its own entry reports the load error
-            groups.setdefault((vae.latent_channels, _known_family(getattr(vae, "family", None))), []).append(i)
+            groups.setdefault((vae.latent_channels, compatibility.known_family(getattr(vae, "family", None))), []).append(i)
         self.steps = len(self.paths) + len(groups)
         self.done = 0
         for (channels, family), members in groups.items():
@@ -414,7 +391,7 @@ class _Comparison:
                 o.encoder = shared.encoder_name
                 if shared.encoder_index == i:
                     o.encode_seconds = shared.seconds
-            check_compatible(vae, latents, family)
+            compatibility.check_decode(vae, int(latents.shape[1]), family).raise_if_refused()
             dr = vae.decode(latents, precision=req.precision, tile=req.tile, size=self.size,
                             **_cancel_kwargs(vae.decode, cancel))
             o.image = _to_uint8(dr.images)
@@ -448,7 +425,7 @@ class _Comparison:
 def _reference_decode(result, req, latents, latents_family, load):
     try:
         ref = load(req.reference)
-        check_compatible(ref, latents, latents_family)
+        compatibility.check_decode(ref, int(latents.shape[1]), latents_family).raise_if_refused()
         dr = ref.decode(latents, precision="fp32", tile=req.tile, size=req.image_size)
         result.reference_image = _to_uint8(dr.images)
         result.reference_label = f"{ref.name} (fp32)"

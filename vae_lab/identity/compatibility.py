@@ -6,6 +6,10 @@ knows the family of catalogued weights: an SDXL VAE loads into an SD1 model with
 error but gives washed-out colours). A VAE whose family identity cannot tell is allowed
 with a warning. Refusing a known wrong family can be turned off in Settings, which turns
 that refusal into a warning too.
+
+`decode_refusal` / `check_decode` answer the narrower question "can this VAE decode these
+latents?" (channels, known family) for the engine, the comparison and the tab: one rule,
+one message format.
 """
 
 from __future__ import annotations
@@ -86,3 +90,44 @@ def check(
     if refuse_wrong_family:
         return Verdict(REFUSE, msg + "; keeping the current VAE")
     return Verdict(WARN, msg + " (allowed by Settings)")
+
+
+def known_family(family: str | None) -> str | None:
+    """`family` if it is a catalogued family key, else None (unknown families never refuse)."""
+    return family if family and families.get(family) is not None else None
+
+
+def decode_refusal(
+    *,
+    vae_channels: int | None,
+    latent_channels: int | None,
+    vae_family: str | None = None,
+    latent_family: str | None = None,
+    has_decoder: bool = True,
+) -> str | None:
+    """Why a VAE cannot decode latents of `latent_channels`/`latent_family`, or None if it can (or may).
+
+    The reason reads after the VAE's name ("sd1.pt decodes 4-channel latents, these have 16
+    channels") and alone (the tab's "✕ label — reason"). A channel count or family that is
+    not known does not refuse: the decode itself decides.
+    """
+    if not has_decoder:
+        return "has no decoder: it can only encode"
+    if vae_channels and latent_channels and vae_channels != latent_channels:
+        return f"decodes {vae_channels}-channel latents, these have {latent_channels} channels"
+    fam_v, fam_l = known_family(vae_family), known_family(latent_family)
+    if fam_v and fam_l and fam_v != fam_l:
+        return f"is for {_label(fam_v)} latents, these are {_label(fam_l)}"
+    return None
+
+
+def check_decode(vae, latent_channels: int | None, latent_family: str | None = None) -> Verdict:
+    """`decode_refusal` for a loaded VAE (anything with `name`, `latent_channels`, `family`, `has_decoder`)."""
+    why = decode_refusal(
+        vae_channels=getattr(vae, "latent_channels", None),
+        latent_channels=latent_channels,
+        vae_family=getattr(vae, "family", None),
+        latent_family=latent_family,
+        has_decoder=getattr(vae, "has_decoder", True),
+    )
+    return Verdict(REFUSE, f"{vae.name} {why}") if why else Verdict(OK)

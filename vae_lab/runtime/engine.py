@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vae_lab.identity import families
+from vae_lab.identity import compatibility, families
 from vae_lab.runtime import precision as prec
 from vae_lab.errors import Cancelled, IncompatibleVae, VaeLabError
 
@@ -284,12 +284,9 @@ class Vae:
         from vae_lab.runtime import tiling
 
         if not self.has_decoder:
-            raise IncompatibleVae(f"{self.name} has no decoder: it can only encode")
+            compatibility.check_decode(self, None).raise_if_refused()
         z = _as_batch(latents, "latents")
-        if z.shape[1] != self.latent_channels:
-            raise IncompatibleVae(
-                f"{self.name} decodes {self.latent_channels}-channel latents, these have {z.shape[1]} channels"
-            )
+        compatibility.check_decode(self, int(z.shape[1])).raise_if_refused()
         raw = families.from_diffusion(z.float(), self.scale, self.shift)
 
         def step(model, x, tiles):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from vae_lab.compare.report import family_label
 from vae_lab.errors import VaeLabError
+from vae_lab.identity import compatibility
 from vae_lab.files.folders import WEIGHT_EXTENSIONS as VAE_SUFFIXES, file_key, weight_files  # noqa: F401 (VAE_SUFFIXES: tab API)
 from vae_lab.ui import vae_ids
 
@@ -128,11 +129,9 @@ def incompatibility(entry: VaeEntry, channels: int | None, family: str | None) -
     """Why `entry` cannot decode latents of `channels`/`family`, or None if it can (or may)."""
     if entry.error:
         return entry.error
-    if channels and entry.latent_channels and entry.latent_channels != channels:
-        return f"{entry.latent_channels}-channel VAE, latents have {channels}"
-    if family and entry.family and entry.family != family:
-        return f"{family_label(entry.family)} VAE, latents are {family_label(family)}"
-    return None
+    return compatibility.decode_refusal(
+        vae_channels=entry.latent_channels, latent_channels=channels, vae_family=entry.family, latent_family=family
+    )
 
 
 def vae_choices(entries, channels=None, family=None) -> list[tuple[str, str]]:
