@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 
 from vae_lab.errors import VaeLabError
+from vae_lab.runtime import precision as prec
 
 
 def add_common(parser) -> None:
     parser.add_argument("--vae", required=True, metavar="PATH", help="VAE file (any supported layout) or TAE .pth")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+    parser.add_argument("--precision", default="auto", choices=prec.CHOICES,
                         help="auto: fp16 on CUDA/MPS, bf16 on CPUs with AMX, else fp32; NaN/Inf falls back to a safer precision")
     parser.add_argument("--tile", default="auto", metavar="N",
                         help="tile size in pixels, 0 for never, auto (default: tile large images or on out-of-memory)")

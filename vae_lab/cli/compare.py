@@ -12,6 +12,8 @@ import re
 import sys
 import time
 
+from vae_lab.runtime import precision as prec
+
 HELP = "compare VAEs on an image (round trip) or on latents: images, grid, PSNR/SSIM/LPIPS table"
 
 
@@ -25,7 +27,7 @@ def add_arguments(parser) -> None:
         "--encoder", default="first", metavar="first|own|PATH",
         help="round trip: whose encoder makes the latents: the first VAE's (default), each VAE's own, or this VAE file",
     )
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="decode precision (auto = fp16 on GPU, bf16 on CPUs with AMX, else fp32)")
+    parser.add_argument("--precision", default="auto", choices=prec.CHOICES, help="decode precision (auto = fp16 on GPU, bf16 on CPUs with AMX, else fp32)")
     parser.add_argument("--tile", default="auto", metavar="auto|on|off|PIXELS", help="tiled decode (default auto: when large or out of memory)")
     parser.add_argument("--diff", nargs=2, metavar=("A", "B"), help="difference map between two entries: index (0 = reference) or name; default: reference vs the first VAE")
     parser.add_argument("--gain", type=float, default=4.0, help="difference map amplification (default 4)")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import sys
 
+from vae_lab.runtime import precision as prec
+
 HELP = "evaluate VAEs on a folder of images: mean +/- std of PSNR/SSIM (LPIPS) over round trips"
 
 
@@ -23,7 +25,7 @@ def add_arguments(parser) -> None:
                         help="largest SIZE x SIZE allowed (default 2048², or $VAE_LAB_MAX_PIXELS): bounds the memory one run needs")
     parser.add_argument("--limit", type=int, help="use only the first N images (sorted by name)")
     parser.add_argument("--encoder", default="own", metavar="own|first|PATH", help="whose encoder makes the latents (default: each VAE's own)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
+    parser.add_argument("--precision", default="auto", choices=prec.CHOICES)
     parser.add_argument("--lpips-dir", metavar="DIR", help="folder with LPIPS weights (alexnet-owt-*.pth and alex.pth); default $VAE_LAB_LPIPS_DIR")
     parser.add_argument("--device", help="device (default: cuda when present, else cpu)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")

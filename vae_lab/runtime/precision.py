@@ -26,7 +26,8 @@ from pathlib import Path
 
 from vae_lab.errors import VaeLabError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "fp16", "bf16")  # what a decode can run in
+CHOICES = ("auto",) + PRECISIONS  # what a user may ask for (CLI --precision, the tab, Settings)
 STATE_FILE = "precision.json"
 
 log = logging.getLogger("vae_lab.runtime")
@@ -39,7 +40,7 @@ def dtype_of(precision: str):
 
 
 def check_precision(precision: str) -> str:
-    if precision not in ("auto",) + PRECISIONS:
+    if precision not in CHOICES:
         raise VaeLabError(f"unknown precision {precision!r} (want auto, fp32, fp16 or bf16)")
     return precision
 

@@ -9,7 +9,8 @@ in `gradio_compat.py`.
 # event handlers at run time.
 from vae_lab.errors import VaeLabError
 from vae_lab.ui import gradio_compat as compat
-from vae_lab.ui.context import PRECISIONS, TabUi, UiContext
+from vae_lab.runtime import precision as prec
+from vae_lab.ui.context import TabUi, UiContext
 from vae_lab.ui.handlers import (ENCODER_FIRST, ENCODER_OWN, IMAGE_TYPES, NO_REFERENCE, SOURCE_IMAGE, TILINGS,
                                  TabLogic, offered_sources)
 from vae_lab.ui.render import EMPTY_VIEW, metrics_html, pair_labels, toast
@@ -76,7 +77,7 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
                 reference = gr.Dropdown(refs, value=NO_REFERENCE, label="Reference VAE (decoded in fp32)",
                                         visible=False, elem_id="vae_lab_reference")
                 with gr.Row():
-                    precision = gr.Dropdown(PRECISIONS, value=context.default_precision,
+                    precision = gr.Dropdown(list(prec.CHOICES), value=context.default_precision,
                                             label="Precision (auto: fp16 on GPU)", min_width=120,
                                             elem_id="vae_lab_precision")
                     tiling = gr.Dropdown(TILINGS, value="auto", label="Tiling", min_width=100, elem_id="vae_lab_tiling")

@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from vae_lab.errors import VaeLabError
+from vae_lab.runtime import precision as prec
 from vae_lab.ui.library import VaeEntry, scan_vae_dirs
-
-PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
 
 
 @dataclass
@@ -56,7 +55,7 @@ class UiContext:
 
     def default_precision(self) -> str:
         value = self.precision() if self.precision else "auto"
-        return value if value in PRECISIONS else "auto"
+        return value if value in prec.CHOICES else "auto"
 
     def entries(self) -> list[VaeEntry]:
         return list(self.list_vaes() if self.list_vaes else scan_vae_dirs(self.vae_dirs))

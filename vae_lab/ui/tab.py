@@ -9,7 +9,7 @@ names the public parts, so the WebUI adapter and the app need one import.
 from __future__ import annotations
 
 from vae_lab.ui.blocks import build_tab
-from vae_lab.ui.context import PRECISIONS, TabUi, UiContext
+from vae_lab.ui.context import TabUi, UiContext
 from vae_lab.ui.handlers import (ENCODER_FIRST, ENCODER_OWN, NO_REFERENCE, SOURCE_FILE, SOURCE_IMAGE, SOURCE_LAST,
                                  SOURCES, TILINGS, TabLogic, load_latent_input)
 from vae_lab.ui.library import VaeEntry, incompatibility, scan_vae_dirs, vae_choices
@@ -18,6 +18,6 @@ from vae_lab.ui.render import metrics_table, pair_labels, render_pair, render_vi
 __all__ = [
     "build_tab", "UiContext", "TabUi", "TabLogic", "VaeEntry", "scan_vae_dirs", "vae_choices", "incompatibility",
     "load_latent_input", "render_view", "render_pair", "metrics_table", "status_line", "pair_labels",
-    "PRECISIONS", "TILINGS", "SOURCES", "SOURCE_IMAGE", "SOURCE_LAST", "SOURCE_FILE", "ENCODER_FIRST",
+    "TILINGS", "SOURCES", "SOURCE_IMAGE", "SOURCE_LAST", "SOURCE_FILE", "ENCODER_FIRST",
     "ENCODER_OWN", "NO_REFERENCE",
 ]
