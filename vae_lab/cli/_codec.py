@@ -6,6 +6,7 @@ import os
 
 from vae_lab.errors import VaeLabError
 from vae_lab.runtime import precision as prec
+from vae_lab.units import format_bytes
 
 
 def add_common(parser) -> None:
@@ -62,15 +63,9 @@ def check_out(path: str, image: bool = False) -> None:
             raise VaeLabError(f"{path}: unknown image type {ext or '(no suffix)'}; use .png, .jpg or .webp")
 
 
-def human_bytes(n) -> str:
-    if n is None:
-        return "n/a"
-    return f"{n / 2**20:.1f} MiB"
-
-
 def describe(res) -> str:
     fb = f", after {' and '.join(res.fallback)} gave NaN/Inf" if res.fallback else ""
     sk = f" ({', '.join(res.skipped)} skipped: known to fail for this VAE)" if res.skipped else ""
     un = f" ({', '.join(res.unsupported)} not supported on this device)" if res.unsupported else ""
     tiles = f"tiled ({res.tiles} tiles)" if res.tiled else "whole image"
-    return f"{res.precision_used}{un}{fb}{sk}; {tiles}; {res.seconds:.2f} s; peak memory {human_bytes(res.peak_memory_bytes)}"
+    return f"{res.precision_used}{un}{fb}{sk}; {tiles}; {res.seconds:.2f} s; peak memory {format_bytes(res.peak_memory_bytes, binary=True)}"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+from vae_lab.units import format_bytes
+
 HELP = "show a VAE file's format, layout, kind, latent channels, family, hashes and catalog name"
 
 # The order and labels of the readable output.
@@ -40,17 +42,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="hash the file again instead of using the hash cache")
 
 
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    value, unit = n / 1024, "KiB"
-    for bigger in ("MiB", "GiB"):
-        if value < 1024:
-            break
-        value, unit = value / 1024, bigger
-    return f"{value:.1f} {unit} ({n:,} bytes)"
-
-
 def format_text(info) -> str:
     d = info.to_dict()
     values = dict(d)
@@ -65,7 +56,8 @@ def format_text(info) -> str:
         values["scaling_factor"] = f"{d['scaling_factor']} (the SD1/SD2 value A1111 would use; family unknown)"
     values["has_encoder"] = "yes" if d["has_encoder"] else "no"
     values["has_decoder"] = "yes" if d["has_decoder"] else "no"
-    values["size_bytes"] = _size(d["size_bytes"])
+    size = d["size_bytes"]
+    values["size_bytes"] = format_bytes(size, binary=True) + (f" ({size:,} bytes)" if size >= 1024 else "")
     values["weights_id"] = f"{info.weights_id_short} ({d['weights_id']})"
     rows = [(label, values[key]) for key, label in FIELDS]
     if len(d["files"]) > 1:

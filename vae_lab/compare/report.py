@@ -9,6 +9,7 @@ import json
 import math
 
 from vae_lab.compare.result import VaeOutcome
+from vae_lab.units import format_bytes
 
 SSIM_DEFINITION = "Gaussian window sigma=1.5 (11x11), K1=0.01, K2=0.03, population covariance, per RGB channel, data range 1"
 
@@ -137,7 +138,7 @@ def caption_lines(o: VaeOutcome) -> list[str]:
     t = f"decode {o.decode_seconds:.2f} s" if o.decode_seconds is not None else "decode n/a"
     if o.encode_seconds:
         t += f" · encode {o.encode_seconds:.2f} s"
-    lines = [" · ".join(first), f"{t} · peak {format_bytes(o.peak_memory_bytes)}"]
+    lines = [" · ".join(first), f"{t} · peak {format_bytes(o.peak_memory_bytes, binary=True)}"]
     m = []
     if o.psnr is not None:
         m.append("PSNR inf (identical)" if math.isinf(o.psnr) else f"PSNR {o.psnr:.2f} dB")
@@ -150,17 +151,6 @@ def caption_lines(o: VaeOutcome) -> list[str]:
     if o.encoder and o.encoder != o.name:
         lines.append(f"latents from {o.encoder}'s encoder")
     return lines
-
-
-def format_bytes(n) -> str:
-    """'11.1 MiB' for a byte count; 'n/a' for None."""
-    if n is None:
-        return "n/a"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return ""
 
 
 def family_label(key: str | None) -> str:

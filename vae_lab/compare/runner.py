@@ -29,14 +29,14 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from vae_lab.compare.cache import VaeCache, default_cache
-from vae_lab.compare.report import caption_lines, family_label, format_bytes
+from vae_lab.compare.report import caption_lines, family_label
 from vae_lab.compare.result import ENCODERS, CompareRequest, CompareResult, VaeOutcome
 from vae_lab.errors import Cancelled, IncompatibleVae, VaeLabError
 from vae_lab.identity import compatibility
 
 # the data and report names are importable from here too (the CLI, the tab and bench use them)
 __all__ = ["run_compare", "CompareCancelled", "CompareRequest", "CompareResult", "VaeOutcome",
-           "VaeCache", "default_cache", "caption_lines", "family_label", "format_bytes"]
+           "VaeCache", "default_cache", "caption_lines", "family_label"]
 
 
 class CompareCancelled(VaeLabError):

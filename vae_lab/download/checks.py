@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 from vae_lab.errors import DownloadError, DownloadRefused, NotEnoughSpace
 from vae_lab.files.folders import PICKLE_EXTENSIONS, WEIGHT_EXTENSIONS as ALLOWED_EXTENSIONS
+from vae_lab.units import format_bytes
 
 # Names Windows reserves for devices, whatever the extension ("nul.safetensors" is the NUL device).
 _WINDOWS_DEVICES = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(1, 10)} | {f"lpt{i}" for i in range(1, 10)}
@@ -143,17 +144,8 @@ def check_free_space(folder, needed: int, filename: str) -> None:
         return  # cannot tell (some network shares): the write itself will say
     if needed + SPACE_MARGIN > free:
         raise NotEnoughSpace(
-            f"not enough free space for {filename} in {folder}: it needs {format_size(needed)}, "
-            f"{format_size(free)} is free; nothing was written"
+            f"not enough free space for {filename} in {folder}: it needs {format_bytes(needed)}, "
+            f"{format_bytes(free)} is free; nothing was written"
         )
 
 
-def format_size(n: int | None) -> str:
-    """Bytes for people: "335 MB", "1.2 kB" (decimal units, as file managers and browsers show)."""
-    if n is None:
-        return "an unknown size"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            value = n / scale
-            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
-    return f"{n} bytes" if n != 1 else "1 byte"

@@ -20,9 +20,10 @@ import socket
 from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
-from vae_lab.download.checks import format_size, show_url
+from vae_lab.download.checks import show_url
 from vae_lab.download.tokens import WHERE_TO_SET, TokenPolicy
 from vae_lab.errors import DownloadError, DownloadRefused, NoNetwork
+from vae_lab.units import format_bytes
 
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
@@ -56,7 +57,7 @@ def describe_response(resp) -> str:
     """ "HTTP 403, text/html, 1.2 kB": what a refused response was, without a byte of its body."""
     ctype = (resp.headers.get("Content-Type") or "").split(";")[0].strip() or "no content type"
     length = resp.headers.get("Content-Length", "")
-    size = format_size(int(length)) if length.isdigit() else "unknown size"
+    size = format_bytes(int(length)) if length.isdigit() else "unknown size"
     return f"HTTP {resp.status_code}, {ctype[:60]}, {size}"
 
 

@@ -55,10 +55,10 @@ from vae_lab.download.checks import (  # noqa: F401  (re-exported: the download 
     check_url,
     filename_from_content_disposition,
     filename_from_url,
-    format_size,
     is_url,
     show_url,
 )
+from vae_lab.units import format_bytes
 from vae_lab.download.http import HopCheck, Http, Transient, hop_check_of
 from vae_lab.download.partial import KeptPartial, PartialFile, kept_partials, partial_paths  # noqa: F401
 from vae_lab.download.publish import Received, convert_present, identify_present, publish
@@ -230,7 +230,7 @@ class _Transfer:
 
     def kept_note(self) -> str:
         if self.partial is not None and self.resumable:
-            return (f"; {format_size(self.done)} kept hidden in {self.dest} — download it again to resume")
+            return (f"; {format_bytes(self.done)} kept hidden in {self.dest} — download it again to resume")
         return "; nothing was kept"
 
     def end_failed(self, err: BaseException) -> None:
@@ -359,7 +359,7 @@ class _Transfer:
                                     kept_bytes=self.done if self.resumable else 0)
         left = self.limits.left()
         if left is not None and left <= 0:
-            got = f"{format_size(self.done)} of {format_size(self.total)}" if self.done else "nothing"
+            got = f"{format_bytes(self.done)} of {format_bytes(self.total, unknown='an unknown size')}" if self.done else "nothing"
             raise DownloadTimedOut(
                 f"download of {self.filename or show_url(self.url)} stopped: it took longer than its "
                 f"{self.limits.deadline:g} s limit ({got} received){self.kept_note()}",

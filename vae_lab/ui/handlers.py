@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import threading
 
-from vae_lab.compare.report import format_bytes
+from vae_lab.units import format_bytes
 from vae_lab.errors import VaeLabError
 from vae_lab.files.imaging import image_to_rgb8
 from vae_lab.identity import field_of as _get
