@@ -54,7 +54,8 @@ def measure(n: int) -> dict:
 
     from vae_lab.models.arch import SD_KL
     from vae_lab.files.convert import convert
-    from vae_lab.identity.identify import HashCache, inspect, sha256_file, weights_id
+    from vae_lab.identity.hashing import HashCache, sha256_file, weights_id
+    from vae_lab.identity.identify import inspect
     from vae_lab.files.loading import load_vae_file
     from testkit.factories import random_kl_state_dict
 

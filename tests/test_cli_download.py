@@ -122,15 +122,15 @@ def test_http_failure_exits_2(tmp_path, capsys):
 
 
 def test_catalog_listing_hashes_each_file_once(tmp_path, capsys, blob, monkeypatch):
-    from vae_lab.identity import identify
+    from vae_lab.identity import hashing
 
     (tmp_path / "a.safetensors").write_bytes(blob)
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "b.ckpt").write_bytes(blob + b"!")
     (tmp_path / ".c.safetensors.vaelab-part").write_bytes(blob)  # a partial: never listed or hashed
     calls = []
-    real = identify.sha256_file
-    monkeypatch.setattr(identify, "sha256_file", lambda p: calls.append(p) or real(p))
+    real = hashing.sha256_file
+    monkeypatch.setattr(hashing, "sha256_file", lambda p: calls.append(p) or real(p))
     for _ in range(2):
         code, out, _ = run_cli(capsys, "catalog", "--dir", str(tmp_path), "--json")
         assert code == 0
@@ -141,7 +141,7 @@ def test_catalog_listing_hashes_each_file_once(tmp_path, capsys, blob, monkeypat
 
 def test_listing_keeps_what_identify_cached(tmp_path, capsys, blob):
     """The catalog shares identify's cache file; it must not write back a stale copy of it."""
-    from vae_lab.identity import identify
+    from vae_lab.identity import hashing, identify
 
     (tmp_path / "a.safetensors").write_bytes(blob)
     catalog.presence(tmp_path)
@@ -149,24 +149,24 @@ def test_listing_keeps_what_identify_cached(tmp_path, capsys, blob):
     (tmp_path / "b.safetensors").write_bytes(blob + b"!")
     code, _, _ = run_cli(capsys, "catalog", "--dir", str(tmp_path), "--json")  # caches b's SHA-256
     assert code == 0
-    assert identify.HashCache().get("weights_id", [str(tmp_path / "a.safetensors")]) == info.weights_id
+    assert hashing.HashCache().get("weights_id", [str(tmp_path / "a.safetensors")]) == info.weights_id
 
 
 def test_an_unreadable_file_does_not_break_the_listing(tmp_path, capsys, blob, monkeypatch):
-    from vae_lab.identity import identify
+    from vae_lab.identity import hashing
     from vae_lab.errors import BadVaeFile
 
     (tmp_path / "a.safetensors").write_bytes(blob)
     (tmp_path / "locked.safetensors").write_bytes(blob + b"!")
     (tmp_path / "gone.safetensors").symlink_to(tmp_path / "nowhere.safetensors")
-    real = identify.sha256_file
+    real = hashing.sha256_file
 
     def sha256_file(path):  # what identify raises for a file without read permission
         if path.endswith("locked.safetensors"):
             raise BadVaeFile(f"{path}: cannot read (Permission denied)")
         return real(path)
 
-    monkeypatch.setattr(identify, "sha256_file", sha256_file)
+    monkeypatch.setattr(hashing, "sha256_file", sha256_file)
     code, out, err = run_cli(capsys, "catalog", "--dir", str(tmp_path), "--json")
     assert code == 0, err
     assert json.loads(out)["unknown_files"] == [str(tmp_path / "a.safetensors")]

@@ -14,7 +14,8 @@ from vae_files import assert_same_tensors, write, write_diffusers_folder
 from vae_lab.models.shapes import expected_shapes
 from vae_lab.files.convert import ConvertError, _place, convert
 from vae_lab.errors import BadVaeFile, UnsafeFile
-from vae_lab.identity.identify import inspect, weights_id
+from vae_lab.identity.hashing import weights_id
+from vae_lab.identity.identify import inspect
 from vae_lab.files.loading import load_vae_file
 
 

@@ -580,14 +580,14 @@ def test_download_job_reports_progress_and_can_be_cancelled(server, tmp_path, va
 
 
 def test_downloaded_file_is_identified_without_hashing_it_again(server, tmp_path, vae_bytes, monkeypatch):
-    from vae_lab.identity import identify
+    from vae_lab.identity import hashing
 
     server.add_file("/" + NAME, vae_bytes)
 
     def no_second_pass(path):
         raise AssertionError(f"{path} was hashed again after the download")
 
-    monkeypatch.setattr(identify, "sha256_file", no_second_pass)
+    monkeypatch.setattr(hashing, "sha256_file", no_second_pass)
     res = get(server.url("/" + NAME), tmp_path, identify=True)
     assert res.info is not None, res.info_error
     assert res.info.file_sha256 == res.sha256 == sha(vae_bytes)

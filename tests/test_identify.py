@@ -12,8 +12,9 @@ import torch
 from testkit.factories import TINY_KL, TINY_KL16, random_kl_state_dict
 from vae_files import ldm_to_diffusers, unet_keys, write, write_diffusers_folder
 
-from vae_lab.identity import catalog, identify
-from vae_lab.identity.identify import HashCache, inspect, weights_id
+from vae_lab.identity import catalog, hashing
+from vae_lab.identity.hashing import HashCache, weights_id
+from vae_lab.identity.identify import inspect
 
 
 @pytest.fixture(autouse=True)
@@ -124,8 +125,8 @@ def test_diffusers_folder_hashes_its_weights_file_and_keeps_the_config_as_a_hint
 
 
 def _pretend_file_hash(monkeypatch, real_hash_of, fake):
-    real = identify.sha256_file
-    monkeypatch.setattr(identify, "sha256_file", lambda p: fake if os.path.samefile(p, real_hash_of) else real(p))
+    real = hashing.sha256_file
+    monkeypatch.setattr(hashing, "sha256_file", lambda p: fake if os.path.samefile(p, real_hash_of) else real(p))
 
 
 @pytest.mark.parametrize(
@@ -203,8 +204,8 @@ def test_hash_cache_skips_rehashing_until_the_file_changes(tmp_path, monkeypatch
     def boom(*a, **k):
         raise AssertionError("hashed again")
 
-    monkeypatch.setattr(identify, "sha256_file", boom)
-    monkeypatch.setattr(identify, "weights_id", boom)
+    monkeypatch.setattr(hashing, "sha256_file", boom)
+    monkeypatch.setattr(hashing, "weights_id", boom)
     again = inspect(path, cache=HashCache(str(tmp_path / "c")))  # a fresh object reads the JSON file
     assert (again.file_sha256, again.weights_id) == (first.file_sha256, first.weights_id)
 

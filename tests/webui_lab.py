@@ -48,7 +48,7 @@ def _save_vae(path: Path, sd: dict, *, known_as: str | None = None) -> None:
 
     save_file(sd, str(path))
     if known_as:
-        from vae_lab.identity.identify import HashCache, weights_id
+        from vae_lab.identity.hashing import HashCache, weights_id
 
         original = path.parent.parent / ".verified-originals" / path.name
         original.parent.mkdir(exist_ok=True)

@@ -16,8 +16,9 @@ import torch
 from testkit.factories import TINY_KL, random_kl_state_dict
 from vae_files import write
 
-from vae_lab.identity import catalog, identify
-from vae_lab.identity.identify import HashCache, inspect
+from vae_lab.identity import catalog, hashing
+from vae_lab.identity.hashing import HashCache
+from vae_lab.identity.identify import inspect
 from vae_lab.runtime import precision as prec
 from vae_lab.state.preferences import Preferences
 
@@ -55,7 +56,7 @@ def vae_file(tmp_path_factory):
 def test_a_hash_cache_of_any_wrong_shape_never_breaks_identify(tmp_path, vae_file, content):
     (tmp_path / HashCache.FILE).write_bytes(content)
     info = inspect(vae_file, cache=HashCache(str(tmp_path)))
-    assert info.file_sha256 == identify.sha256_file(str(vae_file))
+    assert info.file_sha256 == hashing.sha256_file(str(vae_file))
     # ... and the next run reads what this one wrote.
     again = HashCache(str(tmp_path))
     assert again.get("sha256", [str(vae_file)]) == info.file_sha256
@@ -182,7 +183,7 @@ def test_a_file_cannot_name_itself_after_a_catalog_vae(tmp_path):
     sd = random_kl_state_dict(TINY_KL, seed=78)
     sdxl = catalog.find("sdxl-vae")
     forged = write(sd, tmp_path / "totally-sdxl.safetensors", **{
-        "vae_lab.source_sha256": sdxl.sha256, "vae_lab.weights_id": identify.weights_id(sd),
+        "vae_lab.source_sha256": sdxl.sha256, "vae_lab.weights_id": hashing.weights_id(sd),
         "vae_lab.known": sdxl.name, "vae_lab.family": "sdxl",
     })
     for cache in (None, HashCache(str(tmp_path / "cache"))):

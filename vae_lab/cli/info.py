@@ -72,7 +72,8 @@ def run(args) -> int:
     import sys
 
     from vae_lab.errors import VaeLabError
-    from vae_lab.identity.identify import HashCache, inspect
+    from vae_lab.identity.hashing import HashCache
+    from vae_lab.identity.identify import inspect
 
     cache = None if args.no_cache else HashCache()
     if len(args.paths) == 1:  # one file: errors go through the CLI's one-line handler

@@ -75,7 +75,7 @@ class VaeOutcome:
     encoder: str | None = None  # name of the VAE whose encoder made the latents (round trip)
     latent_channels: int | None = None
     vae_hash: str | None = None  # A1111's "VAE hash" in infotexts: the first 10 hex of the file SHA-256
-    weights_id: str | None = None  # content id of the weights (`identity.identify.weights_id`)
+    weights_id: str | None = None  # content id of the weights (`identity.hashing.weights_id`)
     color_shift: tuple | None = None  # mean (R, G, B) of decode − reference, in 0–255 levels
     histogram: Any = None  # uint32 [3, 32]: per-channel histogram of the decode (reference: result's)
 

@@ -44,7 +44,7 @@ def _name_key(name: str) -> str:
 
 
 def lock_dir() -> Path:
-    from vae_lab.identity.identify import default_cache_dir
+    from vae_lab.identity.hashing import default_cache_dir
 
     return Path(default_cache_dir()) / "locks"
 

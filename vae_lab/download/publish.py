@@ -109,7 +109,7 @@ def _remember_identity(final: Path, sha256: str, info) -> None:
         if f.get("path") == hidden:
             f["path"] = str(final)
     try:
-        from vae_lab.identity.identify import HashCache
+        from vae_lab.identity.hashing import HashCache
 
         HashCache().put("weights_id", [str(final)], info.weights_id)
     except OSError:

@@ -22,6 +22,7 @@ from typing import Any
 
 from vae_lab.errors import VaeLabError
 from vae_lab.files.folders import WEIGHT_EXTENSIONS, weight_files
+from vae_lab.identity import hashing
 
 CATALOG_PATH = Path(__file__).resolve().parent / "catalog.json"
 
@@ -213,21 +214,17 @@ def known_by_sha256(hexdigest: str) -> CatalogEntry | None:
 
 
 def _hash_cache():
-    """identify's (path, size, mtime) → SHA-256 cache.
+    """The (path, size, mtime) → SHA-256 cache that identify shares.
 
     A fresh instance each time, read from disk: a long-lived copy would write back its stale view
     and drop what identify stored meanwhile (weights ids, which cost a full load to recompute).
     """
-    from vae_lab.identity.identify import HashCache
-
-    return HashCache()
+    return hashing.HashCache()
 
 
 def file_sha256(path: str | os.PathLike, cache=None) -> str:
-    """Full-file SHA-256 through identify's hash cache: a folder of 335 MB files is hashed once."""
-    from vae_lab.identity.identify import file_sha256 as cached
-
-    return cached(os.fspath(path), cache if cache is not None else _hash_cache())
+    """Full-file SHA-256 through the shared hash cache: a folder of 335 MB files is hashed once."""
+    return hashing.file_sha256(os.fspath(path), cache if cache is not None else _hash_cache())
 
 
 def remember_sha256(path: str | os.PathLike, digest: str) -> None:
