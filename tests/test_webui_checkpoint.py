@@ -167,16 +167,19 @@ def test_16_channel_vae_always_refused(lab):
     assert sd_vae.loaded_vae_file is None
 
 
-def test_forge_turns_swaps_off_with_one_message(lab):
+def test_a_forge_without_a_swappable_vae_module_degrades_with_one_message(lab):
+    """A Forge fork whose model keeps its VAE elsewhere (no forge_objects.vae.first_stage_model)."""
     from modules import sd_vae, shared
 
     import vae_lab.webui as w
+    from vae_lab import webui_forge
 
     shared.opts.data["forge_additional_modules"] = []
     assert w.is_forge()
     res = run_p(make_p(lab, True, "b.safetensors", ["c.safetensors"]))
     assert len(res.images) == 1 and sd_vae.loaded_vae_file is None
-    assert w.current_status() == w.FORGE_MESSAGE
+    assert webui_forge.UNSUPPORTED_MESSAGE in res.comments
+    assert w.current_status() == webui_forge.UNSUPPORTED_MESSAGE
 
 
 def test_vae_list_refresh_includes_the_download_folder(lab, tmp_path):

@@ -42,17 +42,12 @@ AS_IN_SETTINGS = "As in Settings"  # per-generation default: no swap
 CHECKPOINT_VAE = "None"  # the checkpoint's own VAE (the WebUI's word for it)
 NO_PREFERENCE = "(no preference)"
 EXTRA_LABEL_KEY = "VAE Lab"  # infotext key marking an extra decode
-FORGE_MESSAGE = (
-    "VAE Lab: Forge manages VAEs itself (top bar 'VAE / Text Encoder'); per-generation and "
-    "per-checkpoint swaps are off. The VAE Lab tab works as usual."
-)
 MB = 1024 * 1024
 
 _lock = threading.RLock()  # one swap at a time (model loads run on a background thread)
 _ext_dir: str | None = None
 _cache: RamCache | None = None
 _info_cache: dict[tuple, object] = {}
-_forge_noted = False
 
 
 # ---------------------------------------------------------------------------------------
@@ -222,6 +217,10 @@ def _vae_info(path: str):
 
 
 def model_family(model) -> tuple[str, int]:
+    if getattr(model, "forge_objects", None) is not None:
+        import vae_lab.webui_forge as webui_forge
+
+        return webui_forge.model_family(model)
     channels = int(getattr(model, "latent_channels", 4) or 4)
     fam = compatibility.model_family(
         is_sdxl=bool(getattr(model, "is_sdxl", False)),
@@ -398,7 +397,9 @@ def _parse_also(also) -> list[str]:
 def before_process(p, enabled=False, vae=AS_IN_SETTINGS, also=None):
     global _active
     if is_forge():
-        return
+        import vae_lab.webui_forge as webui_forge
+
+        return webui_forge.before_process(p, enabled, vae, also)
     restore_generation_vae(" (left over from an earlier generation)")
     st = _state(p)
     model = shared.sd_model
@@ -431,11 +432,15 @@ def before_process(p, enabled=False, vae=AS_IN_SETTINGS, also=None):
 
 
 def _guard_close(p) -> None:
+    _guard_close_with(p, restore_generation_vae)
+
+
+def _guard_close_with(p, restore) -> None:
     """Restore the VAE in `p.close()`: the WebUI runs it (`with closing(p)`) even after errors."""
     original = p.close
 
     def close(*args, **kwargs):
-        restore_generation_vae(" after the generation")  # never raises
+        restore(" after the generation")  # never raises
         return original(*args, **kwargs)
 
     p.close = close
@@ -444,7 +449,9 @@ def _guard_close(p) -> None:
 def process(p, *args):
     """Right after the WebUI captured `p.sd_vae_name/hash`: replace its possibly stale hash."""
     if is_forge():
-        return
+        import vae_lab.webui_forge as webui_forge
+
+        return webui_forge.process(p, *args)
     if p.sd_vae_name and sd_vae.loaded_vae_file:
         p.sd_vae_hash = vae_hash(sd_vae.loaded_vae_file) or p.sd_vae_hash
 
@@ -490,7 +497,9 @@ def _install_infotext_fields(p, st: GenState) -> None:
 def post_sample(p, ps, enabled=False, vae=None, also=None):
     """Keep the latents; decode them with every extra VAE; put the main VAE back."""
     if is_forge():
-        return
+        import vae_lab.webui_forge as webui_forge
+
+        return webui_forge.post_sample(p, ps)
     st = _state(p)
     samples = ps.samples
     model = shared.sd_model
@@ -579,7 +588,12 @@ def postprocess_batch_list(p, pp, *args, batch_number=0, **kwargs):
 
 def postprocess(p, processed, *args):
     """Normal end of a generation: restore the VAE and leave the tab the infotexts."""
-    restore_generation_vae()
+    if is_forge():
+        import vae_lab.webui_forge as webui_forge
+
+        webui_forge.restore()
+    else:
+        restore_generation_vae()
     last = last_latents.get()
     if last is not None and processed is not None:
         last.infotexts = list(getattr(processed, "infotexts", []) or [])
@@ -622,7 +636,9 @@ def describe_webui_choice(model) -> str:
 def on_model_loaded(model) -> None:
     """Apply this checkpoint's preferred VAE (or re-apply a per-generation one)."""
     if is_forge():
-        return
+        import vae_lab.webui_forge as webui_forge
+
+        return webui_forge.on_model_loaded(model)
     with _lock:
         status.file, status.source, status.note = sd_vae.loaded_vae_file, describe_webui_choice(model), ""
         if _active is not None:
@@ -672,17 +688,21 @@ def set_checkpoint_preference(vae: str | None, *, apply: bool = True) -> str:
     if not key:
         raise VaeLabError("no checkpoint is loaded")
     vae = None if vae in (None, "", NO_PREFERENCE) else vae
+    if is_forge():
+        import vae_lab.webui_forge as webui_forge
+
+        return webui_forge.set_checkpoint_preference(model, key, vae, apply=apply)
     if vae is not None:
         path = resolve_name(vae)
         check_compatible(model, path).raise_if_refused()
     was_applied = status.source.startswith("VAE Lab's preference")
     preferences().set(key, vae)
     if vae is None:
-        if was_applied and not is_forge():  # hand the choice back to the WebUI's own rules
+        if was_applied:  # hand the choice back to the WebUI's own rules
             res = sd_vae.resolve_vae(model.sd_checkpoint_info.filename)
             swap_vae(model, res.vae, source=f"the WebUI ({res.source})" if res.source else "the WebUI", check=False)
         return f"No preferred VAE for {key}. {status.text()}"
-    if apply and not is_forge() and _opt("vae_lab_auto_checkpoint_vae", True):
+    if apply and _opt("vae_lab_auto_checkpoint_vae", True):
         blocker = preference_blocked_by()
         if blocker:
             return f"Saved {vae} for {key}; not applied now: {blocker} outranks it"
@@ -723,7 +743,11 @@ def _on_checkpoint_vae_setting() -> None:
 
 def current_status() -> str:
     if is_forge():
-        return FORGE_MESSAGE
+        import vae_lab.webui_forge as webui_forge
+
+        model = sd_models.model_data.sd_model
+        if getattr(model, "sd_checkpoint_info", None) is not None and not webui_forge.supported(model):
+            return webui_forge.UNSUPPORTED_MESSAGE
     return status.text()
 
 
@@ -817,8 +841,6 @@ class VaeLabScript(scripts.Script):
         from modules.ui_components import FormRow, InputAccordion, ToolButton
 
         with InputAccordion(False, label="VAE for this generation", elem_id=self.elem_id("accordion")) as enabled:
-            if is_forge():
-                gr.HTML(f"<p>{FORGE_MESSAGE}</p>")
             with FormRow():
                 vae = gr.Dropdown(label="VAE", choices=vae_choices(), value=AS_IN_SETTINGS, elem_id=self.elem_id("vae"))
                 also = gr.Dropdown(label="Also decode with (the sampler runs once)", choices=extra_choices(),
@@ -935,9 +957,10 @@ def on_ui_tabs():
 
 
 def init(ext_dir: str) -> None:
-    global _ext_dir, _forge_noted
+    global _ext_dir
     _ext_dir = ext_dir
     hook_vae_list()  # before the WebUI's startup refresh, which runs after scripts are loaded
-    if hasattr(shared.opts, "forge_additional_modules") and not _forge_noted:
-        _forge_noted = True
-        print(FORGE_MESSAGE)
+    if is_forge():
+        import vae_lab.webui_forge as webui_forge
+
+        webui_forge.init()
