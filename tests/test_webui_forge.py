@@ -114,3 +114,29 @@ def test_wrong_family_extra_is_skipped_with_a_message(lab_forge):
     f.sd_vae.refresh_vae_list()
     res = gen(f, also=["sd3-vae.safetensors"])
     assert len(res.images) == 1 and "'also decode with' skips sd3-vae.safetensors" in res.processed.comments
+
+
+def test_after_a_per_generation_vae_the_preferred_one_is_back(lab_forge):
+    import vae_lab.webui as w
+
+    f = lab_forge
+    w.set_checkpoint_preference("vae-b.safetensors")
+    preferred = pixels(gen(f).images[0])
+    other = gen(f, "vae-a.safetensors")
+    assert not np.array_equal(pixels(other.images[0]), preferred)
+    res = gen(f)
+    assert np.array_equal(pixels(res.images[0]), preferred) and "VAE: vae-b.safetensors" in res.processed.infotexts[0]
+    assert "preference" in w.current_status()
+
+
+def test_separate_requests_never_share_latents(lab_forge):
+    from modules import script_callbacks
+
+    f = lab_forge
+    runs = []
+    script_callbacks.on_cfg_denoiser(lambda params: runs.append(1) if params.sampling_step == 0 else None)
+    request = {"prompt": "a cat", "seed": 5, "steps": 2, "width": 64, "height": 64, "sampler_name": "Euler",
+               "override_settings": {"sd_vae": "vae-a.safetensors"}}
+    f.api.text2imgapi(dict(request))
+    f.api.text2imgapi({**request, "override_settings": {"sd_vae": "vae-b.safetensors"}})
+    assert len(runs) == 2  # only the cells of one X/Y/Z plot reuse latents

@@ -197,12 +197,11 @@ def restore(reason: str = "") -> None:
         model = sd_models.model_data.sd_model
         if not supported(model) or loaded_file(model) is None:
             return
+        target, source = _preferred(model)  # straight back to the preferred VAE: one copy, not two
         try:
-            swap(model, None, source=forge_choice_text(), check=False)
+            swap(model, target, source=source, check=False)
         except Exception as err:
-            log.error("VAE Lab: could not restore Forge's VAE%s: %s", reason, err)
-        webui.status.source = _preference_source(model) or forge_choice_text()
-        _apply_preference(model)
+            log.error("VAE Lab: could not restore %s%s: %s", _describe(target), reason, err)
 
 
 def _override_vae(p) -> str | None:
@@ -308,7 +307,8 @@ def post_sample(p, ps, *args):
 # ---------------------------------------------------------------------------------------
 # X/Y/Z: cells that differ only by the VAE reuse the sampled latents
 
-_latents: OrderedDict = OrderedDict()  # signature -> latents of one batch
+_latents: OrderedDict = OrderedDict()  # signature -> latents of one batch, for the current plot only
+_latents_run: list = [None]  # the `override_settings` dict the X/Y/Z cells of one plot share
 _LATENT_ENTRIES = 16
 
 
@@ -327,9 +327,16 @@ def _signature(p) -> tuple:
 
 
 def _reuse_latents_across_cells(p) -> None:
-    """Wrap `p.sample`: the same inputs give the latents of the previous cell (plain txt2img only)."""
+    """Wrap `p.sample`: the same inputs give the latents of the previous cell (plain txt2img only).
+
+    Only cells of one plot share latents: the X/Y/Z script's cells are shallow copies of one
+    `p` and share its `override_settings` dict; a new request never does.
+    """
     if getattr(p, "enable_hr", False) or not isinstance(p, processing.StableDiffusionProcessingTxt2Img):
         return
+    if _latents_run[0] is not p.override_settings:  # another plot or a plain request: nothing to reuse
+        _latents.clear()
+        _latents_run[0] = p.override_settings
     sample = p.sample
     base = _signature(p)
 
@@ -355,19 +362,14 @@ def _reuse_latents_across_cells(p) -> None:
 # Per checkpoint
 
 
-def _preference_source(model) -> str | None:
-    import vae_lab.webui as webui
-
-    key = webui.checkpoint_key(model)
-    return f"VAE Lab's preference for {key}" if key and loaded_file(model) else None
-
-
 def preference_blocked_by() -> str | None:
     vae = top_bar_vae()
     return f"Forge's top bar 'VAE / Text Encoder' ({os.path.basename(vae)})" if vae else None
 
 
-def _apply_preference(model) -> None:
+def _preferred(model) -> tuple[str | None, str]:
+    """(file, source) the model should have between generations: the checkpoint's preferred
+    VAE when it applies, else Forge's own (None). Notes why a preference does not apply."""
     import vae_lab.webui as webui
 
     key = webui.checkpoint_key(model)
@@ -375,20 +377,36 @@ def _apply_preference(model) -> None:
         pref = webui.preferences().get(key) if key else None
     except VaeLabError as err:
         log.error("VAE Lab: %s", err)
-        return
+        return None, forge_choice_text()
     webui._show_preference_in_settings(pref)
     if not pref or not getattr(shared.opts, "vae_lab_auto_checkpoint_vae", True):
-        return
+        return None, forge_choice_text()
     blocker = preference_blocked_by()
     if blocker:
         webui.status.note = f"the preferred {pref} is outranked by {blocker}"
-        return
+        return None, forge_choice_text()
     try:
         target = webui.resolve_name(pref)
-        swap(model, target, source=f"VAE Lab's preference for {key}")
+        if target is not None:
+            check_compatible(model, target).raise_if_refused()
+        return target, f"VAE Lab's preference for {key}"
     except VaeLabError as err:
         webui.status.note = str(err)
         log.error("VAE Lab: preferred VAE for %s not applied: %s", key, err)
+        return None, forge_choice_text()
+
+
+def _apply_preference(model) -> None:
+    import vae_lab.webui as webui
+
+    target, source = _preferred(model)
+    note = webui.status.note
+    try:
+        swap(model, target, source=source, check=False)
+    except VaeLabError as err:
+        note = str(err)
+        log.error("VAE Lab: %s not applied: %s", _describe(target), err)
+    webui.status.note = note
 
 
 def on_model_loaded(model) -> None:
