@@ -87,12 +87,13 @@ def run(quick: bool = False) -> dict:
     from safetensors.torch import load_file, save_file
 
     from vae_lab.runtime import swap
-    from vae_lab.models.arch import SD_KL, kl_expected_shapes
+    from vae_lab.models.arch import SD_KL
+    from vae_lab.models.shapes import expected_shapes
     from vae_lab.runtime.ramcache import RamCache, materialize, state_dict_bytes
 
     repeats = 3 if quick else 7
     device = torch.device("cpu")
-    shapes = kl_expected_shapes(SD_KL)
+    shapes = expected_shapes(SD_KL)
     module = _build_module(shapes, device)
     module.load_state_dict(_random_state_dict(shapes, 0))
     new_sd = _random_state_dict(shapes, 1)

@@ -10,7 +10,8 @@ import math
 
 import torch
 
-from vae_lab.models.arch import KLArch, kl_expected_shapes
+from vae_lab.models.arch import KLArch
+from vae_lab.models.shapes import expected_shapes
 
 # An f8 model (three downsamples) small enough for CPU tests: ~1.7 M parameters.
 TINY_KL = KLArch(ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, z_channels=4)
@@ -25,7 +26,7 @@ def random_kl_state_dict(arch: KLArch = TINY_KL, seed: int = 0, dtype=torch.floa
     """
     gen = torch.Generator().manual_seed(seed)
     sd = {}
-    for name, shape in kl_expected_shapes(arch).items():
+    for name, shape in expected_shapes(arch).items():
         if len(shape) == 4:
             fan_in = shape[1] * shape[2] * shape[3]
             t = torch.randn(shape, generator=gen) / math.sqrt(fan_in)

@@ -11,7 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from vae_files import assert_same_tensors, write, write_diffusers_folder
 
-from vae_lab.models.arch import kl_expected_shapes
+from vae_lab.models.shapes import expected_shapes
 from vae_lab.files.convert import ConvertError, _place, convert
 from vae_lab.errors import BadVaeFile, UnsafeFile
 from vae_lab.identity.identify import inspect, weights_id
@@ -40,7 +40,7 @@ def test_wrapped_ckpt_becomes_strict_ldm_safetensors(tmp_path, sd):
     result = convert(src, dst)
     out = load_file(str(dst))
     # Exactly the tensors A1111's strict load_state_dict expects, nothing else.
-    assert {k: tuple(v.shape) for k, v in out.items()} == kl_expected_shapes(TINY_KL)
+    assert {k: tuple(v.shape) for k, v in out.items()} == expected_shapes(TINY_KL)
     assert_same_tensors(out, sd)
     meta = _meta(dst)
     assert meta["vae_lab.source_name"] == "vae-ft-something.ckpt"

@@ -11,7 +11,8 @@ import torch
 from factories import TINY_KL, TINY_KL16, random_kl_state_dict
 from vae_files import assert_same_tensors, ldm_to_diffusers, unet_keys, write, write_diffusers_folder
 
-from vae_lab.models.arch import KLArch, TAEArch, kl_expected_shapes, tae_expected_shapes
+from vae_lab.models.arch import SD_KL, KLArch, TAEArch
+from vae_lab.models.shapes import expected_shapes
 from vae_lab.errors import BadVaeFile, UnsafeFile
 from vae_lab.files.loading import load_vae_file
 
@@ -187,7 +188,7 @@ def test_real_taef2_pair_from_either_half(taef2_pair):
             has_encoder=True,
             has_decoder=True,
         )
-        assert set(vae.state_dict) == set(tae_expected_shapes(vae.arch))
+        assert set(vae.state_dict) == set(expected_shapes(vae.arch))
     raw = torch.load(decoder, weights_only=True)
     assert torch.equal(vae.state_dict["decoder.1.weight"], raw["1.weight"])
 
@@ -205,7 +206,7 @@ def test_tae_half_without_sibling(tmp_path, taef2_pair):
 def test_tae_sibling_with_other_latent_channels_is_refused(tmp_path, taef2_pair):
     decoder, _ = taef2_pair
     shutil.copyfile(decoder, tmp_path / "mix_decoder.pth")
-    enc = {k.split(".", 1)[1]: torch.zeros(s) for k, s in tae_expected_shapes(TAEArch(4, has_decoder=False)).items()}
+    enc = {k.split(".", 1)[1]: torch.zeros(s) for k, s in expected_shapes(TAEArch(4, has_decoder=False)).items()}
     torch.save(enc, tmp_path / "mix_encoder.pth")
     with pytest.raises(BadVaeFile, match="mix_encoder.pth: has 4 latent channels"):
         load_vae_file(tmp_path / "mix_decoder.pth")
@@ -404,7 +405,7 @@ def test_full_size_sd_shapes_validate(tmp_path):
     """The real SD kl-f8 configuration (248 tensors) is read back from shapes alone."""
     from vae_lab.models.arch import SD_KL
 
-    shapes = kl_expected_shapes(SD_KL)
+    shapes = expected_shapes(SD_KL)
     assert len(shapes) == 248
     sd = {k: torch.zeros(s, dtype=torch.float16) for k, s in shapes.items()}
     sd["model_ema.decay"] = torch.tensor(0.9999)
@@ -522,3 +523,15 @@ def test_unreadable_file_is_one_line(tmp_path, sd, monkeypatch):
 
     monkeypatch.setattr(readers, "sniff", denied)
     _assert_bad(write(sd, tmp_path / "locked.safetensors"), "cannot read (Permission denied)")
+
+
+def test_expected_shapes_are_read_off_the_modules_and_match_the_real_sd_vae():
+    """The SD kl-f8 VAE has 248 tensors and 83.65 M parameters (a real file's counts)."""
+    import math
+
+    shapes = expected_shapes(SD_KL)
+    assert len(shapes) == 248
+    assert round(sum(math.prod(s) for s in shapes.values()) / 1e6, 2) == 83.65
+    assert shapes["decoder.mid.attn_1.q.weight"] == (512, 512, 1, 1)
+    encoder_only = expected_shapes(KLArch(has_decoder=False))
+    assert encoder_only and all(k.startswith(("encoder.", "quant_conv.")) for k in encoder_only)

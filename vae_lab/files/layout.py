@@ -1,7 +1,7 @@
 """Key normalisation: every way a VAE's tensors are named on disk, mapped to one layout.
 
 kl-f8 VAEs end up in the LDM/CompVis layout that A1111 loads strictly
-(`encoder.down.0.block.0.norm1.weight`, …; see `vae_lab.models.arch.kl_expected_shapes`).
+(`encoder.down.0.block.0.norm1.weight`, …; see `vae_lab.models.shapes.expected_shapes`).
 TAE halves end up as `encoder.N…` / `decoder.N…` with the indices of madebyollin's
 `.pth` files.
 

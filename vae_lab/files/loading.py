@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from vae_lab.files import layout as L
-from vae_lab.models.arch import KLArch, TAEArch, infer_kl_arch, infer_tae_arch, kl_expected_shapes, tae_expected_shapes
+from vae_lab.models.arch import KLArch, TAEArch, infer_kl_arch, infer_tae_arch
+from vae_lab.models.shapes import expected_shapes
 from vae_lab.errors import BadVaeFile
 from vae_lab.files.readers import RawFile, read_container
 
@@ -147,9 +148,9 @@ def _arch_and_validate(kind: str, sd: dict, path: str):
         if arch.z_channels == 4 and not arch.use_quant_conv:
             # 4-channel kl-f8 VAEs (SD1/SD2/SDXL) all have quant convs: without them it is a damaged file
             arch = replace(arch, use_quant_conv=True)
-        validate(sd, kl_expected_shapes(arch), path, "kl-f8 VAE")
+        validate(sd, expected_shapes(arch), path, "kl-f8 VAE")
     else:
-        validate(sd, tae_expected_shapes(arch), path, "TAE")
+        validate(sd, expected_shapes(arch), path, "TAE")
     return arch
 
 

@@ -1,9 +1,8 @@
 """Architecture descriptions, read from weights rather than file names.
 
 `KLArch` describes an LDM/CompVis kl-f8 AutoencoderKL (SD1/SD2/SDXL: 4 latent channels
-with quant convs; SD3/Flux: 16 channels without). `kl_expected_shapes` lists every
-tensor such a model has in the LDM layout, which is what loading validates against
-(missing or extra tensors are errors) and what `vae_lab.models.kl` must build.
+with quant convs; SD3/Flux: 16 channels without); `TAEArch` a tiny autoencoder. The tensors
+each one has are read off the modules themselves (`vae_lab.models.shapes.expected_shapes`).
 """
 
 from __future__ import annotations
@@ -34,71 +33,6 @@ class KLArch:
 
 SD_KL = KLArch()  # the real SD1/SD2/SDXL configuration
 SD3_KL = KLArch(z_channels=16, use_quant_conv=False)  # SD3 and Flux.1
-
-
-def _conv(shapes, name, c_out, c_in, k):
-    shapes[f"{name}.weight"] = (c_out, c_in, k, k)
-    shapes[f"{name}.bias"] = (c_out,)
-
-
-def _norm(shapes, name, c):
-    shapes[f"{name}.weight"] = (c,)
-    shapes[f"{name}.bias"] = (c,)
-
-
-def _resnet(shapes, name, c_in, c_out):
-    _norm(shapes, f"{name}.norm1", c_in)
-    _conv(shapes, f"{name}.conv1", c_out, c_in, 3)
-    _norm(shapes, f"{name}.norm2", c_out)
-    _conv(shapes, f"{name}.conv2", c_out, c_out, 3)
-    if c_in != c_out:
-        _conv(shapes, f"{name}.nin_shortcut", c_out, c_in, 1)
-
-
-def _mid(shapes, name, c):
-    _resnet(shapes, f"{name}.block_1", c, c)
-    _norm(shapes, f"{name}.attn_1.norm", c)
-    for proj in ("q", "k", "v", "proj_out"):
-        _conv(shapes, f"{name}.attn_1.{proj}", c, c, 1)
-    _resnet(shapes, f"{name}.block_2", c, c)
-
-
-def kl_expected_shapes(arch: KLArch) -> dict[str, tuple[int, ...]]:
-    """Every tensor of `arch` in the LDM layout, with its shape."""
-    s: dict[str, tuple[int, ...]] = {}
-    mult = arch.ch_mult
-    z = arch.z_channels
-    if arch.has_encoder:
-        _conv(s, "encoder.conv_in", arch.ch, arch.in_channels, 3)
-        c_in = arch.ch
-        for i, m in enumerate(mult):
-            c_out = arch.ch * m
-            for j in range(arch.num_res_blocks):
-                _resnet(s, f"encoder.down.{i}.block.{j}", c_in, c_out)
-                c_in = c_out
-            if i != len(mult) - 1:
-                _conv(s, f"encoder.down.{i}.downsample.conv", c_in, c_in, 3)
-        _mid(s, "encoder.mid", c_in)
-        _norm(s, "encoder.norm_out", c_in)
-        _conv(s, "encoder.conv_out", 2 * z, c_in, 3)
-        if arch.use_quant_conv:
-            _conv(s, "quant_conv", 2 * z, 2 * z, 1)
-    if arch.has_decoder:
-        if arch.use_quant_conv:
-            _conv(s, "post_quant_conv", z, z, 1)
-        c_in = arch.ch * mult[-1]
-        _conv(s, "decoder.conv_in", c_in, z, 3)
-        _mid(s, "decoder.mid", c_in)
-        for i in reversed(range(len(mult))):
-            c_out = arch.ch * mult[i]
-            for j in range(arch.num_res_blocks + 1):
-                _resnet(s, f"decoder.up.{i}.block.{j}", c_in, c_out)
-                c_in = c_out
-            if i != 0:
-                _conv(s, f"decoder.up.{i}.upsample.conv", c_in, c_in, 3)
-        _norm(s, "decoder.norm_out", c_in)
-        _conv(s, "decoder.conv_out", arch.out_channels, c_in, 3)
-    return s
 
 
 # --- architecture inference from weights (kl) ---------------------------------------------
@@ -239,34 +173,6 @@ class TAEArch:
     has_encoder: bool = True
     has_decoder: bool = True
     downscale: int = 8
-
-
-def _tae_half_shapes(s, half, plan, z, pools):
-    for step in plan:
-        if step[0] == "conv":
-            _, i, c_in, c_out, _stride, bias = step
-            c_in, c_out = c_in or z, c_out or z
-            s[f"{half}.{i}.weight"] = (c_out, c_in, 3, 3)
-            if bias:
-                s[f"{half}.{i}.bias"] = (c_out,)
-        else:
-            _, i, c = step
-            for j in (0, 2, 4):
-                _conv(s, f"{half}.{i}.conv.{j}", c, c, 3)
-            if i in pools:
-                s[f"{half}.{i}.pool.0.weight"] = (4 * c, c, 1, 1)
-                _norm(s, f"{half}.{i}.pool.1", 4 * c)
-                s[f"{half}.{i}.pool.3.weight"] = (c, 4 * c, 1, 1)
-
-
-def tae_expected_shapes(arch: TAEArch) -> dict[str, tuple[int, ...]]:
-    """Every tensor of `arch`, with the normalised keys `encoder.N…` / `decoder.N…`."""
-    s: dict[str, tuple[int, ...]] = {}
-    if arch.has_encoder:
-        _tae_half_shapes(s, "encoder", tae_encoder_plan(arch.downscale), arch.latent_channels, arch.encoder_pool_blocks)
-    if arch.has_decoder:
-        _tae_half_shapes(s, "decoder", tae_decoder_plan(arch.downscale), arch.latent_channels, arch.decoder_pool_blocks)
-    return s
 
 
 def infer_tae_arch(sd) -> TAEArch:
