@@ -28,6 +28,10 @@ What differs from A1111, and why the hooks are where they are:
 Forks that keep the VAE elsewhere (e.g. Haoming02's Forge Classic/Neo when they differ) are
 detected by what this module needs (`forge_objects.vae.first_stage_model`) and get one message
 instead of a half-working swap.
+
+`vae_lab.webui` is imported inside functions as `import vae_lab.webui as webui`, not
+`from vae_lab import webui`: after a restart of the WebUI's modules (the test stand-ins purge
+them) the package attribute can still name the old module, the import statement never does.
 """
 
 from __future__ import annotations
