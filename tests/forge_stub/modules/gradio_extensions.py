@@ -1,11 +1,12 @@
 """Forge's Gradio 4 compatibility shim (modules/gradio_extensions.py, spelled right in Forge).
 
-Faithful: every `gr.components.Component` and `BlockContext` accepts `tooltip=` and fires
-the tab runner's `before_component`/`after_component` plus the global callbacks; `source=`
-becomes `sources=[source]`; `Component.update`
-is `gr.update` (old `gr.Dropdown.update(...)` code keeps working); `gr.Box` is `gr.Group`.
-unknown constructor kwargs are dropped with a `GradioDeprecationWarning`.
-`uninstall()` (used by the test fixture) undoes the global patch.
+Faithful: every Gradio component accepts `tooltip=` and fires the tab runner's
+`before_component`/`after_component` plus the global callbacks; `source=` becomes
+`sources=[source]`; unknown constructor kwargs are dropped with a `GradioDeprecationWarning`;
+`Component.update` is `gr.update` (old `gr.Dropdown.update(...)` code keeps working); `gr.Box`
+is `gr.Group`; the WebUI's own component classes write no `.pyi` files.
+Simplified: layout blocks (`BlockContext`) fire no component hooks. `uninstall()` (used by the
+test fixture) undoes the global patch.
 """
 
 import inspect
