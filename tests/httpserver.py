@@ -1,9 +1,14 @@
 """A small threaded HTTP server on 127.0.0.1 for download tests and the benchmark.
 
 Unlike `http.server`'s file handler it honours `Range` and `If-Range`, and it can be scripted to
-misbehave per path: drop the connection part-way, answer an error status, redirect, serve HTML
-instead of the file, or send a `Content-Disposition` name. Every request is logged (path, Host,
-Range, Authorization) so tests can assert what the client really sent.
+misbehave per path: drop the connection part-way, answer an error status, redirect (to another
+port too: give a full URL), serve HTML instead of the file, send a `Content-Disposition` name,
+trickle bytes (`trickle`: seconds per byte), lie about the length (`lie_length`: added to
+Content-Length), ignore `If-Range`, or run a function after the response (`after`: e.g. change
+the file between two requests). A file can be served without validators (`validators=False`:
+no ETag, no Last-Modified) or gzip-compressed in spite of `Accept-Encoding: identity`
+(`encoding="gzip"`). Every request is logged (path, Host, Range, If-Range, Authorization,
+Accept-Encoding) so tests can assert what the client really sent.
 
     with FileServer() as srv:
         srv.add_file("/vae.safetensors", data)
@@ -30,6 +35,8 @@ class Served:
     content_type: str = "application/octet-stream"
     headers: dict = field(default_factory=dict)
     rate: float | None = None  # bytes per second, to make a transfer slow enough to interrupt
+    validators: bool = True    # False: neither ETag nor Last-Modified (If-Range can never match)
+    encoding: str | None = None  # "gzip": the body is sent compressed, whatever the client asked
 
     @property
     def size(self) -> int:
@@ -45,6 +52,7 @@ class Logged:
     if_range: str | None
     authorization: str | None
     status: int = 0
+    accept_encoding: str | None = None
 
     @property
     def range_start(self) -> int | None:
@@ -121,11 +129,19 @@ class FileServer:
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         path = h.path.split("?")[0]
         entry = Logged(h.command, h.path, h.headers.get("Host", ""), h.headers.get("Range"),
-                       h.headers.get("If-Range"), h.headers.get("Authorization"))
+                       h.headers.get("If-Range"), h.headers.get("Authorization"),
+                       accept_encoding=h.headers.get("Accept-Encoding"))
         with self._lock:
             self.log.append(entry)
             queue = self.scripts.get(path)
             action = queue.pop(0) if queue else {}
+        try:
+            self._respond(h, entry, path, action)
+        finally:
+            if "after" in action:
+                action["after"]()
+
+    def _respond(self, h, entry, path: str, action: dict) -> None:
         if "redirect" in action:
             target = action["redirect"]
             if target.startswith("/"):
@@ -134,7 +150,7 @@ class FileServer:
         if "status" in action:
             body = action.get("body", b"error")
             return self._send(h, entry, action["status"], body, action.get("headers", {}),
-                              action.get("content_type", "text/plain"))
+                              action.get("content_type", "text/plain"), reason=action.get("reason"))
         if "body" in action:
             return self._send(h, entry, 200, action["body"], action.get("headers", {}),
                               action.get("content_type", "text/html; charset=utf-8"),
@@ -144,9 +160,9 @@ class FileServer:
             return self._send(h, entry, 404, b"not found", {}, "text/plain")
         self._serve_file(h, entry, served, action)
 
-    def _send(self, h, entry, status, body, headers, content_type="text/plain", length=True):
+    def _send(self, h, entry, status, body, headers, content_type="text/plain", length=True, reason=None):
         entry.status = status
-        h.send_response(status)
+        h.send_response(status, reason)
         h.send_header("Content-Type", content_type)
         if length:
             h.send_header("Content-Length", str(len(body)))
@@ -160,12 +176,20 @@ class FileServer:
             h.wfile.write(body)
 
     def _serve_file(self, h, entry, served: Served, action: dict) -> None:
+        if served.encoding == "gzip":
+            import gzip
+
+            raw = served.data.read_bytes() if isinstance(served.data, Path) else served.data
+            served = Served(gzip.compress(raw, mtime=0), served.etag, served.content_type,
+                            {**served.headers, "Content-Encoding": "gzip"}, served.rate, served.validators)
         size = served.size
         start, end = 0, size - 1
         status = 200
         rng = h.headers.get("Range")
         if_range = h.headers.get("If-Range")
-        if rng and not action.get("ignore_range") and (if_range is None or if_range == served.etag):
+        etag = served.etag if served.validators else None
+        if_range_ok = if_range is None or (etag is not None and if_range == etag) or action.get("ignore_if_range")
+        if rng and not action.get("ignore_range") and if_range_ok:
             m = re.match(r"bytes=(\d+)-(\d*)$", rng.strip())
             if m:
                 start = int(m.group(1))
@@ -177,9 +201,10 @@ class FileServer:
         entry.status = status
         h.send_response(status)
         h.send_header("Content-Type", served.content_type)
-        h.send_header("Content-Length", str(length))
+        h.send_header("Content-Length", str(length + action.get("lie_length", 0)))
         h.send_header("Accept-Ranges", "bytes")
-        h.send_header("ETag", served.etag)
+        if etag is not None:
+            h.send_header("ETag", etag)
         if status == 206:
             h.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         for k, v in {**served.headers, **action.get("headers", {})}.items():
@@ -196,8 +221,20 @@ class FileServer:
             h.wfile.flush()
             action["stall"].wait(10)
             start = head
+        if "trickle" in action:  # one byte every `trickle` seconds, for at most 30 s
+            data = served.data.read_bytes() if isinstance(served.data, Path) else served.data
+            t_end = time.monotonic() + 30
+            try:
+                while start < stop and time.monotonic() < t_end:
+                    h.wfile.write(data[start:start + 1])
+                    h.wfile.flush()
+                    start += 1
+                    time.sleep(action["trickle"])
+            except (BrokenPipeError, ConnectionResetError):
+                h.close_connection = True
+                return
         self._write_range(h, served, start, stop)
-        if stop <= end:
+        if stop <= end or action.get("lie_length", 0) > 0:
             h.close_connection = True
             try:
                 h.wfile.flush()

@@ -153,9 +153,12 @@ def test_converted_copy_keeps_its_identity_until_its_weights_change(tmp_path, mo
     entry = catalog.find("sdxl-vae")
     src = write(sd, tmp_path / "sdxl_vae.ckpt")
     _pretend_file_hash(monkeypatch, src, entry.sha256)
-    convert(src, tmp_path / "copy.safetensors", half=True, cache=None)
-    info = inspect(tmp_path / "copy.safetensors", cache=None)
-    assert (info.known, info.known_via, info.family, info.converted_from) == (entry.name, "source", "sdxl", "sdxl_vae.ckpt")
+    cache = HashCache(str(tmp_path / "cache"))  # where identifying the source records its weights id
+    convert(src, tmp_path / "copy.safetensors", half=True, cache=cache)
+    info = inspect(tmp_path / "copy.safetensors", cache=cache)
+    assert (info.known, info.known_via, info.family, info.converted_from) == (entry.name, "weights", "sdxl", "sdxl_vae.ckpt")
+    # A machine that never verified the original cannot tell: the copy's metadata is not evidence.
+    assert inspect(tmp_path / "copy.safetensors", cache=HashCache(str(tmp_path / "other"))).known is None
 
     # Same metadata, other weights: the recorded identity no longer applies.
     from safetensors import safe_open
@@ -163,7 +166,7 @@ def test_converted_copy_keeps_its_identity_until_its_weights_change(tmp_path, mo
     with safe_open(str(tmp_path / "copy.safetensors"), "pt") as f:
         meta = f.metadata()
     write(random_kl_state_dict(TINY_KL, seed=9), tmp_path / "forged.safetensors", **meta)
-    forged = inspect(tmp_path / "forged.safetensors", cache=None)
+    forged = inspect(tmp_path / "forged.safetensors", cache=cache)
     assert (forged.known, forged.family) == (None, "unknown")
 
 

@@ -12,6 +12,10 @@ import pytest
 from vae_folder import BROKEN, KL_NAMES, make_vae_folder
 from vae_lab.ui import gradio_compat as compat
 from vae_lab.ui import tab as ui
+from vae_lab.ui.vae_ids import vae_id
+from vae_lab.download.policy import HostPolicy
+
+LOCAL_DOWNLOADS = HostPolicy(allow_local=True)
 from vae_lab.errors import VaeLabError
 
 
@@ -78,12 +82,12 @@ def test_incompatible_vaes_are_marked_with_the_reason():
     tae = ui.VaeEntry("/v/taef2_decoder.pth", "taef2_decoder.pth", family="flux2", kind="tae", latent_channels=32)
     unknown = ui.VaeEntry("/v/x.pt", "x.pt")
     choices = dict((p, label) for label, p in ui.vae_choices([kl, xl, tae, unknown], channels=32, family=None))
-    assert choices["/v/taef2_decoder.pth"].startswith("taef2_decoder.pth")
-    assert choices["/v/kl.safetensors"].startswith("✕") and "4-channel VAE, latents have 32" in choices["/v/kl.safetensors"]
-    assert not choices["/v/x.pt"].startswith("✕")  # unknown: offered, the run decides
+    assert choices[vae_id("/v/taef2_decoder.pth")].startswith("taef2_decoder.pth")
+    assert choices[vae_id("/v/kl.safetensors")].startswith("✕") and "4-channel VAE, latents have 32" in choices[vae_id("/v/kl.safetensors")]
+    assert not choices[vae_id("/v/x.pt")].startswith("✕")  # unknown: offered, the run decides
     by_family = dict((p, label) for label, p in ui.vae_choices([kl, xl], channels=4, family="sd1"))
-    assert not by_family["/v/kl.safetensors"].startswith("✕")
-    assert "SDXL VAE, latents are SD1/SD2" in by_family["/v/xl.safetensors"]
+    assert not by_family[vae_id("/v/kl.safetensors")].startswith("✕")
+    assert "SDXL VAE, latents are SD1/SD2" in by_family[vae_id("/v/xl.safetensors")]
     # no latents chosen (round trip): nothing is marked
     assert all(not label.startswith("✕") for label, _ in ui.vae_choices([kl, xl, tae]))
 
@@ -99,12 +103,12 @@ def test_last_latents_mode_marks_vaes_for_those_latents(vae_dir):
                                           ui.VaeEntry(str(vae_dir / "taef2_decoder.pth"), "taef2_decoder.pth",
                                                       "flux2", "tae", 32)])
     logic = ui.TabLogic(ctx)
-    updates = logic.on_source(ui.SOURCE_LAST, None, [str(vae_dir / KL_NAMES[0])])
+    updates = logic.on_source(ui.SOURCE_LAST, None, [vae_id(vae_dir / KL_NAMES[0])])
     image_u, file_u, note_u, vaes_u, encoder_u, ref_u = updates
     assert image_u["visible"] is False and encoder_u["visible"] is False and ref_u["visible"] is True
     assert "1×32×8×8" in note_u["value"] and "flux2" in note_u["value"]
     labels = dict((p, label) for label, p in vaes_u["choices"])
-    assert labels[str(vae_dir / KL_NAMES[0])].startswith("✕")
+    assert labels[vae_id(vae_dir / KL_NAMES[0])].startswith("✕")
     assert vaes_u["value"] == []  # the incompatible selection is dropped
     assert ref_u["choices"] == [ui.NO_REFERENCE, "taef2_decoder.pth · FLUX.2 · 32 ch"]
     assert logic.reference_path("taef2_decoder.pth · FLUX.2 · 32 ch") == str(vae_dir / "taef2_decoder.pth")
@@ -201,7 +205,7 @@ def small_photo(astronaut):
 @pytest.fixture(scope="module")
 def roundtrip(context, vae_dir, small_photo):
     logic = ui.TabLogic(context)
-    vaes = [str(vae_dir / "taef2_decoder.pth"), str(vae_dir / KL_NAMES[0]), str(vae_dir / BROKEN)]
+    vaes = [vae_id(vae_dir / "taef2_decoder.pth"), vae_id(vae_dir / KL_NAMES[0]), vae_id(vae_dir / BROKEN)]
     steps = []
     out = logic.run(ui.SOURCE_IMAGE, small_photo, None, vaes, ui.ENCODER_OWN, "auto", "auto", ui.NO_REFERENCE,
                     session="t", progress=lambda frac, text: steps.append((frac, text)))
@@ -295,10 +299,10 @@ def test_latent_file_mode_refuses_other_families_and_uses_a_reference(context, v
     _, _, note, vaes_u, _, ref_u = logic.on_source(ui.SOURCE_FILE, f, [])
     assert "x.pt: 1×32×8×8" in note["value"]
     labels = {p: label for label, p in vaes_u["choices"]}
-    assert labels[str(vae_dir / KL_NAMES[0])].startswith("✕")
+    assert labels[vae_id(vae_dir / KL_NAMES[0])].startswith("✕")
     ref_label = next(r for r in ref_u["choices"] if r.startswith("taef2_decoder.pth"))
     view, (headers, rows), _, status, result = logic.run(
-        ui.SOURCE_FILE, None, f, [str(vae_dir / "taef2_decoder.pth"), str(vae_dir / KL_NAMES[0])],
+        ui.SOURCE_FILE, None, f, [vae_id(vae_dir / "taef2_decoder.pth"), vae_id(vae_dir / KL_NAMES[0])],
         ui.ENCODER_FIRST, "fp32", "off", ref_label, session="lat")
     assert result.mode == "latents" and "Reference: taef2_decoder.pth (fp32)" in status
     assert "PSNR inf (identical)" in view  # same VAE, same precision as the reference
@@ -308,7 +312,7 @@ def test_latent_file_mode_refuses_other_families_and_uses_a_reference(context, v
 
 def test_stop_cancels_between_steps(context, vae_dir, small_photo):
     logic = ui.TabLogic(context)
-    vaes = [str(vae_dir / KL_NAMES[0]), str(vae_dir / KL_NAMES[1])]
+    vaes = [vae_id(vae_dir / KL_NAMES[0]), vae_id(vae_dir / KL_NAMES[1])]
     view, _, _, status, result = logic.run(ui.SOURCE_IMAGE, small_photo, None, vaes, ui.ENCODER_OWN, "auto", "auto",
                                            None, session="s", progress=lambda f, t: logic.cancels.cancel("s"))
     # Stop pressed while the first VAE runs: it finishes, the second never starts
@@ -322,9 +326,9 @@ def test_bad_requests_are_one_line_errors(context, vae_dir, small_photo):
     with pytest.raises(VaeLabError, match="choose at least one VAE"):
         logic.run(ui.SOURCE_IMAGE, small_photo, None, [], ui.ENCODER_FIRST, "auto", "auto", None)
     with pytest.raises(VaeLabError, match="upload an image first"):
-        logic.run(ui.SOURCE_IMAGE, None, None, [str(vae_dir / KL_NAMES[0])], ui.ENCODER_FIRST, "auto", "auto", None)
+        logic.run(ui.SOURCE_IMAGE, None, None, [vae_id(vae_dir / KL_NAMES[0])], ui.ENCODER_FIRST, "auto", "auto", None)
     with pytest.raises(VaeLabError, match="choose a latent file"):
-        logic.run(ui.SOURCE_FILE, None, None, [str(vae_dir / KL_NAMES[0])], ui.ENCODER_FIRST, "auto", "auto", None)
+        logic.run(ui.SOURCE_FILE, None, None, [vae_id(vae_dir / KL_NAMES[0])], ui.ENCODER_FIRST, "auto", "auto", None)
 
 
 # --- Get VAEs: a real download from a 127.0.0.1 server into the VAE folder -------------------
@@ -339,7 +343,8 @@ def test_get_vaes_downloads_into_the_folder_and_refreshes(tmp_path):
     folder = tmp_path / "VAE"
     folder.mkdir()
     changed = []
-    logic = ui.TabLogic(ui.UiContext(vae_dirs=[str(folder)], on_vaes_changed=lambda: changed.append(1)))
+    logic = ui.TabLogic(ui.UiContext(vae_dirs=[str(folder)], on_vaes_changed=lambda: changed.append(1),
+                                     download_policy=LOCAL_DOWNLOADS))  # the test server is on 127.0.0.1
     headers, rows = logic.catalog_rows()
     assert headers[0] == "Name" and rows and all(r[5] == "" for r in rows)  # nothing present yet
     assert logic.catalog_choices() and all(isinstance(c, str) for c in logic.catalog_choices())
@@ -354,7 +359,7 @@ def test_get_vaes_downloads_into_the_folder_and_refreshes(tmp_path):
         assert (folder / "my-vae.safetensors").read_bytes() == data
         assert changed == [1] and seen and max(seen) == pytest.approx(1.0)
         choices, _, _ = logic.choices_for(ui.SOURCE_IMAGE)
-        assert any(p.endswith("my-vae.safetensors") for _, p in choices)
+        assert vae_id(folder / "my-vae.safetensors") in [p for _, p in choices]
         again = logic.download(None, srv.url("/vae/my-vae.safetensors"))
         assert "already in" in again
 
@@ -383,7 +388,7 @@ def test_runs_wait_for_the_hosts_lock_and_keep_few_download_folders(context, vae
     logic = ui.TabLogic(ui.UiContext(vae_dirs=context.vae_dirs, lock=Spy()))
     logic.KEEP_RUNS = 2
     seen = []
-    vaes = [str(vae_dir / KL_NAMES[0])]
+    vaes = [vae_id(vae_dir / KL_NAMES[0])]
     for _ in range(3):
         *_, result = logic.run(ui.SOURCE_IMAGE, small_photo, None, vaes, ui.ENCODER_FIRST, "auto", "auto", None,
                                progress=lambda f, t: seen.append(t))
@@ -404,9 +409,9 @@ def test_refresh_lists_new_files_and_forgets_removed_ones(tmp_path):
     assert vaes_u["choices"] == []
     save_file(random_kl_state_dict(TINY_KL, seed=5), str(tmp_path / "new.safetensors"))
     vaes_u, _ = logic.refresh(ui.SOURCE_IMAGE, None, [])
-    assert [p for _, p in vaes_u["choices"]] == [str(tmp_path / "new.safetensors")]
+    assert [p for _, p in vaes_u["choices"]] == [vae_id(tmp_path / "new.safetensors")]
     (tmp_path / "new.safetensors").unlink()
-    vaes_u, _ = logic.refresh(ui.SOURCE_IMAGE, None, [str(tmp_path / "new.safetensors")])
+    vaes_u, _ = logic.refresh(ui.SOURCE_IMAGE, None, [vae_id(tmp_path / "new.safetensors")])
     assert vaes_u["choices"] == [] and vaes_u["value"] == []
 
 
@@ -417,7 +422,7 @@ def test_a_bad_latent_file_is_a_note_not_a_crash(context, tmp_path):
     note = logic.on_source(ui.SOURCE_FILE, str(bad), [])[2]["value"]
     assert "bad.safetensors" in note and "\n" not in note
     with pytest.raises(VaeLabError):
-        logic.run(ui.SOURCE_FILE, None, str(bad), [context.entries()[0].path], ui.ENCODER_FIRST, "auto", "auto", None)
+        logic.run(ui.SOURCE_FILE, None, str(bad), [vae_id(context.entries()[0])], ui.ENCODER_FIRST, "auto", "auto", None)
 
 
 def test_safetensors_latent_file_written_by_encode_is_accepted(context, tmp_path):
@@ -445,7 +450,7 @@ def test_get_vaes_sends_the_hosts_tokens_only_where_they_belong(tmp_path):
         srv.add_file("/gated/vae.safetensors", data)
         # 127.0.0.1 plays the Hugging Face host here; "localhost" is any other host.
         policy = TokenPolicy(tokens={"hf": "hf_from_settings"}, hosts={"hf": ("127.0.0.1",)}, require_https=False)
-        logic = ui.TabLogic(ui.UiContext(vae_dirs=[str(folder)], tokens=lambda: policy))
+        logic = ui.TabLogic(ui.UiContext(vae_dirs=[str(folder)], tokens=lambda: policy, download_policy=LOCAL_DOWNLOADS))
         logic.download(None, srv.url("/gated/vae.safetensors"))
         sent = [r.authorization for r in srv.requests_for("/gated/vae.safetensors")]
         assert sent and all(a == "Bearer hf_from_settings" for a in sent)

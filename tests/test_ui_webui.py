@@ -22,6 +22,7 @@ def test_tab_is_built_in_the_webui_with_the_adapters_controls(lab):
 def test_last_generation_is_decoded_again_with_other_vaes(lab):
     import vae_lab.webui as w
     from vae_lab.ui import tab as ui
+    from vae_lab.ui.vae_ids import vae_id
 
     res = run_p(make_p(lab, False, AS_IN_SETTINGS, [], seed=3))
     assert res.images
@@ -35,7 +36,7 @@ def test_last_generation_is_decoded_again_with_other_vaes(lab):
 
     ref = next(r for r in ref_u["choices"] if r.startswith("mse.safetensors"))
     view, (headers, rows), files, status, result = logic.run(
-        ui.SOURCE_LAST, None, None, [lab.vae("a"), lab.vae("mse"), lab.vae("x16")],
+        ui.SOURCE_LAST, None, None, [vae_id(lab.vae(n)) for n in ("a", "mse", "x16")],  # the ids the page sees
         ui.ENCODER_FIRST, "fp32", "off", ref)
     assert result.mode == "latents" and result.reference_image.shape == (64, 64, 3)
     a, mse, x16 = result.outcomes

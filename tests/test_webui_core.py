@@ -21,17 +21,34 @@ def test_preferences_roundtrip_and_removal(tmp_path):
     assert json.loads(path.read_text())["checkpoints"]["xl/b.safetensors"] == "sdxl_vae.safetensors"
     prefs.set("sd15/a.safetensors", None)
     assert prefs.all() == {"xl/b.safetensors": "sdxl_vae.safetensors"}
-    assert not list(path.parent.glob(".vae-prefs-*"))  # no temp files left behind
+    assert not list(path.parent.glob(".preferences.json.*"))  # no temp files left behind
 
 
-def test_corrupt_preferences_file_is_a_clear_error_and_not_overwritten(tmp_path):
+def test_corrupt_preferences_file_is_never_fatal_and_not_lost(tmp_path, caplog):
     path = tmp_path / "preferences.json"
     path.write_text("{not json")
-    with pytest.raises(PreferencesError, match="cannot read VAE preferences"):
-        Preferences(path).get("x")
-    with pytest.raises(PreferencesError):
-        Preferences(path).set("x", "y.safetensors")
-    assert path.read_text() == "{not json"
+    assert Preferences(path).get("x") is None  # model loading goes on
+    assert "treating it as empty" in caplog.text
+    Preferences(path).set("x", "y.safetensors")
+    assert Preferences(path).get("x") == "y.safetensors"
+    assert (tmp_path / "preferences.json.corrupt").read_text() == "{not json"  # the old bytes are kept
+
+
+def test_unwritable_preferences_is_a_clear_error(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "preferences.json").mkdir()  # cannot be replaced by a file
+    with pytest.raises(PreferencesError, match="cannot write VAE preferences"):
+        Preferences(folder / "preferences.json").set("x", "y.safetensors")
+    assert sorted(p.name for p in folder.iterdir()) == ["preferences.json", "preferences.json.lock"]  # no temp left
+
+
+def test_preferences_with_a_wrong_typed_entry_keep_the_others(tmp_path):
+    path = tmp_path / "checkpoint-vaes.json"
+    path.write_text(json.dumps({"version": 1, "checkpoints": {"a": 5, "b": ["x"], "c": "c.safetensors"}}))
+    assert Preferences(path).all() == {"c": "c.safetensors"}
+    Preferences(path).set("d", "d.safetensors")
+    assert Preferences(path).all() == {"c": "c.safetensors", "d": "d.safetensors"}
 
 
 @pytest.mark.parametrize(

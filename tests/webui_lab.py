@@ -43,15 +43,20 @@ def vae_weights(model) -> dict:
 
 
 def _save_vae(path: Path, sd: dict, *, known_as: str | None = None) -> None:
-    """Write a VAE; `known_as`: mark it as `convert`'s copy of a catalogued file (identity by source)."""
+    """Write a VAE; `known_as`: a catalogued SHA-256 whose file has these weights, as if this machine
+    had verified that original (identify then names copies of it by their weights id)."""
     from safetensors.torch import save_file
 
-    meta = None
+    save_file(sd, str(path))
     if known_as:
-        from vae_lab.identity.identify import weights_id
+        from vae_lab.identity.identify import HashCache, weights_id
 
-        meta = {"vae_lab.source_sha256": known_as, "vae_lab.weights_id": weights_id(sd)}
-    save_file(sd, str(path), metadata=meta)
+        original = path.parent.parent / ".verified-originals" / path.name
+        original.parent.mkdir(exist_ok=True)
+        save_file(sd, str(original))
+        cache = HashCache()
+        cache.put("sha256", [str(original)], known_as)
+        cache.put("weights_id", [str(original)], weights_id(sd))
 
 
 @functools.lru_cache(maxsize=16)

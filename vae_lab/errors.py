@@ -23,4 +23,50 @@ class IncompatibleVae(VaeLabError):
 
 
 class DownloadError(VaeLabError):
-    """A download that was refused or failed; nothing is left in the target folder."""
+    """A download that was refused or failed; nothing listable is left in the target folder."""
+
+
+class DownloadRefused(DownloadError):
+    """The server's answer is not an acceptable VAE file (status, type, name, size, checksum);
+    the partial is deleted. Messages describe the response (status, type, size), never echo it."""
+
+
+class NoNetwork(DownloadError):
+    """The host's name cannot be resolved (`unresolved`) or the connection is refused: not retried."""
+
+    def __init__(self, message: str, host: str | None = None, unresolved: bool = False):
+        super().__init__(message)
+        self.host, self.unresolved = host, unresolved
+
+
+class DownloadCancelled(DownloadError):
+    """The caller cancelled. `kept_bytes` of the file stay hidden in the target folder for resuming."""
+
+    def __init__(self, message: str, kept_bytes: int = 0):
+        super().__init__(message)
+        self.kept_bytes = kept_bytes
+
+
+class DownloadInterrupted(DownloadError):
+    """Transient failures outlasted the retries, or the disk refused a write. `kept_bytes` of
+    the file stay hidden in the target folder, and a later call resumes them (0: nothing kept)."""
+
+    def __init__(self, message: str, kept_bytes: int = 0):
+        super().__init__(message)
+        self.kept_bytes = kept_bytes
+
+
+class DownloadTimedOut(DownloadInterrupted):
+    """The download ran past its overall deadline (a server that trickles bytes)."""
+
+
+class DownloadBusy(DownloadError):
+    """Another download of the same file into the same folder is still running."""
+
+
+class DestinationTaken(DownloadError):
+    """A different file already has the target name; it is never overwritten."""
+
+
+class NotEnoughSpace(DownloadError):
+    """The target folder's file system has less free space than the announced size."""

@@ -16,6 +16,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--to-safetensors", action="store_true",
                         help="convert a downloaded legacy pickle (.ckpt/.pt) to .safetensors and remove the pickle")
     parser.add_argument("--retries", type=int, default=5, help="retries on transient errors (default 5)")
+    parser.add_argument("--deadline", type=float, metavar="SECONDS",
+                        help="stop a download that takes longer than this in total (default: no limit)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -25,7 +27,7 @@ def run(args) -> int:
 
     result = download(
         args.source, args.dir, sha256=args.sha256, filename=args.filename, retries=args.retries,
-        to_safetensors=args.to_safetensors,
+        to_safetensors=args.to_safetensors, deadline=args.deadline,
         console=not (args.quiet or args.json),
     )
     if args.json:
@@ -36,7 +38,7 @@ def run(args) -> int:
              else "SHA-256 not verified (no expected hash known)")
     print(f"{what}: {result.path}")
     if result.converted_from:
-        print(f"  converted to safetensors from {result.converted_from} (removed)")
+        print(f"  converted to safetensors from the downloaded {result.converted_from}")
     print(f"  {result.size:,} bytes, SHA-256 {result.sha256} — {check}")
     if result.entry is not None:
         print(f"  known: {result.entry.name} [{result.entry.id}], family {result.entry.family or 'unknown'}")

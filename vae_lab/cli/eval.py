@@ -15,6 +15,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--images", metavar="DIR", required=True, help="folder of images (png, jpg, webp, …)")
     parser.add_argument("--vae", metavar="PATH", action="append", required=True, help="a VAE to evaluate (repeat the option)")
     parser.add_argument("--size", type=int, default=256, help="center-crop and resize images to SIZE x SIZE (default 256, as the model cards' COCO table)")
+    parser.add_argument("--max-pixels", type=int, metavar="N",
+                        help="largest SIZE x SIZE allowed (default 2048², or $VAE_LAB_MAX_PIXELS): bounds the memory one run needs")
     parser.add_argument("--limit", type=int, help="use only the first N images (sorted by name)")
     parser.add_argument("--encoder", default="own", metavar="own|first|PATH", help="whose encoder makes the latents (default: each VAE's own)")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
@@ -29,6 +31,11 @@ def run(args) -> int:
     from vae_lab.errors import VaeLabError
     from vae_lab.compare.evaluate import evaluate, list_images
 
+    from vae_lab.limits import Limits
+
+    if args.max_pixels is not None and args.max_pixels < 64 * 64:
+        raise VaeLabError(f"--max-pixels {args.max_pixels}: must be at least {64 * 64} (64×64)")
+    (Limits(args.max_pixels) if args.max_pixels is not None else Limits.default()).check_size(args.size)
     images = list_images(args.images)
     if args.limit is not None:
         if args.limit < 1:

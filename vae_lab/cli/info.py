@@ -55,8 +55,10 @@ def format_text(info) -> str:
     d = info.to_dict()
     values = dict(d)
     values["known"] = d["known"] or "no (not in the catalog)"
-    if d["known_via"] == "source":
-        values["known"] += f" (converted from {d['converted_from']})"
+    if d["known_via"] == "weights":
+        values["known"] += " (same weights as the catalogued file, which was verified on this machine)"
+        if d["converted_from"]:
+            values["known"] += f"; converted from {d['converted_from']}"
     if d["family"] == "unknown":
         values["family"] = "unknown (SD1 and SDXL VAEs, or SD3 and Flux.1 VAEs, have identical shapes)"
     if d["family"] == "unknown" and d["kind"] == "kl" and d["latent_channels"] == 4:

@@ -10,8 +10,8 @@ only way they appear in text.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 from urllib.parse import urlsplit
 
 # Exact host names (no subdomains: the HF CDN hosts such as cdn-lfs.huggingface.co or
@@ -57,7 +57,7 @@ class TokenPolicy:
     require_https: bool = True  # only tests on loopback turn this off
 
     @classmethod
-    def from_settings(cls, hf: str | None = None, civitai: str | None = None, **kw) -> "TokenPolicy":
+    def from_settings(cls, hf: str | None = None, civitai: str | None = None, **kw) -> TokenPolicy:
         """Tokens from settings, falling back to the environment variables."""
         tokens = tokens_from_env()
         if hf and hf.strip():

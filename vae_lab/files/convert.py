@@ -5,20 +5,22 @@ kl VAEs are written in the LDM layout that A1111 loads strictly (a diffusers fol
 `encoder.N…` / `decoder.N…`. `half=True` stores floating tensors as fp16 (half the size;
 the weights id does not change, because it is computed at fp16).
 
-The source's name and identity travel in the safetensors `__metadata__` (`vae_lab.*` keys),
-so a converted copy of a catalog VAE is still recognised. An existing destination is never
-overwritten: the file is written under a temporary name in the destination folder and
-linked into place only if the name is still free.
+The source's name and identity travel in the safetensors `__metadata__` (`vae_lab.*` keys) for
+people to read; `identify` never trusts them. A converted copy of a catalog VAE is still
+recognised by its weights id, because identifying the source here recorded which catalogued
+SHA-256 has those weights. An existing destination is never overwritten: the file is written
+under a temporary name in the destination folder (with the user's umask, not 0600) and linked
+into place only if the name is still free.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 
 from vae_lab.errors import VaeLabError
 from vae_lab.identity.identify import DEFAULT_CACHE, identify
+from vae_lab.files.atomic import place_new, remove_quietly, reserve_temp
 from vae_lab.files.loading import load_vae_file
 
 METADATA_PREFIX = "vae_lab."
@@ -54,20 +56,16 @@ def _check_destination(dst: str) -> None:
 def _place(tmp: str, dst: str) -> None:
     """Move `tmp` to `dst` only if `dst` does not exist, even if it appeared meanwhile."""
     try:
-        os.link(tmp, dst)  # atomic, and fails if dst exists
+        place_new(tmp, dst)
     except FileExistsError:
         raise ConvertError(f"{dst}: already exists; not overwriting it") from None
-    except OSError:
-        # no hard links here (some network or FAT file systems): check, then rename
-        if os.path.lexists(dst):
-            raise ConvertError(f"{dst}: already exists; not overwriting it") from None
-        os.replace(tmp, dst)
-        return
-    os.unlink(tmp)
 
 
-def convert(src, dst, *, half: bool = False, cache=DEFAULT_CACHE) -> ConvertResult:
-    """Write the VAE at `src` to `dst` (.safetensors). Raises `VaeLabError`; leaves no partial file."""
+def convert(src, dst, *, half: bool = False, cache=DEFAULT_CACHE, source_name: str | None = None) -> ConvertResult:
+    """Write the VAE at `src` to `dst` (.safetensors). Raises `VaeLabError`; leaves no partial file.
+
+    `source_name`: the name to record as the source (a download converts its hidden partial file).
+    """
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import save_file
@@ -90,7 +88,7 @@ def convert(src, dst, *, half: bool = False, cache=DEFAULT_CACHE) -> ConvertResu
 
     metadata = {
         "format": "pt",
-        f"{METADATA_PREFIX}source_name": os.path.basename(os.path.normpath(src)),
+        f"{METADATA_PREFIX}source_name": source_name or os.path.basename(os.path.normpath(src)),
         f"{METADATA_PREFIX}source_sha256": info.file_sha256,
         f"{METADATA_PREFIX}source_format": info.format,
         f"{METADATA_PREFIX}source_layout": info.layout,
@@ -107,20 +105,19 @@ def convert(src, dst, *, half: bool = False, cache=DEFAULT_CACHE) -> ConvertResu
 
     folder = os.path.dirname(os.path.abspath(dst))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".vae_lab-", suffix=".safetensors.part", dir=folder)
+        tmp, mode = reserve_temp(folder, prefix=".vae_lab-", suffix=".safetensors.part")
     except OSError as err:
         raise ConvertError(f"{dst}: cannot write into {folder} ({err.strerror or err})") from None
-    os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, mode)  # save_file may recreate the file privately
         _place(tmp, dst)
     except OSError as err:
         raise ConvertError(f"{dst}: cannot write ({err.strerror or err})") from None
     except SafetensorError as err:  # safetensors reports its own I/O errors (a full disk) this way
         raise ConvertError(f"{dst}: cannot write ({' '.join(str(err).split())})") from None
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        remove_quietly(tmp)
     return ConvertResult(
         src=src,
         dst=dst,

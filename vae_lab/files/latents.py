@@ -86,10 +86,16 @@ def save_latents(path, latents, *, family: str | None = None, image_size=None, v
         meta["image_size"] = f"{int(image_size[0])}x{int(image_size[1])}"
     if vae:
         meta["vae"] = vae
+    from vae_lab.files.atomic import remove_quietly, reserve_temp
+
     p = Path(path)
-    tmp = p.with_name(p.name + ".part")
-    save_file({TENSOR_NAME: latents.detach().float().cpu().contiguous()}, str(tmp), metadata=meta)
-    os.replace(tmp, p)
+    tmp, mode = reserve_temp(p.parent, prefix=f".{p.name}.", suffix=".part")  # a unique name: saves may overlap
+    try:
+        save_file({TENSOR_NAME: latents.detach().float().cpu().contiguous()}, tmp, metadata=meta)
+        os.chmod(tmp, mode)
+        os.replace(tmp, p)
+    finally:
+        remove_quietly(tmp)  # nothing left behind when the write or the replace fails
     return str(p)
 
 

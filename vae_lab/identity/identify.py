@@ -22,9 +22,8 @@ JSON file keyed by (path, size, mtime). Its folder is `$VAE_LAB_CACHE_DIR`, else
 from __future__ import annotations
 
 import hashlib
-import json
+import logging
 import os
-import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 
@@ -35,6 +34,8 @@ from vae_lab.files.loading import VaeFile, load_vae_file
 CHUNK = 1 << 20
 WEIGHTS_ID_VERSION = b"vae-lab weights id v1\0"
 SHORT_WEIGHTS_ID = 16  # hex digits shown to people
+
+log = logging.getLogger("vae_lab.identity")
 
 
 @dataclass
@@ -56,7 +57,7 @@ class VaeInfo:
     scaling_factor: float
     shift_factor: float
     known_id: str | None = None
-    known_via: str | None = None  # "file" (its own SHA-256) | "source" (the file it was converted from)
+    known_via: str | None = None  # "file" (its own SHA-256) | "weights" (same tensors as a catalogued file hashed here)
     variant: str = ""  # "kl-f8" | "taesd" | "taef2"
     dtype: str = ""  # "float32" | "float16" | "bfloat16" | "mixed"
     tensors: int = 0
@@ -113,59 +114,76 @@ def default_cache_dir() -> str:
 class HashCache:
     """File SHA-256s and weights ids, keyed by (absolute path, size, mtime_ns), in one JSON file.
 
-    A damaged or unwritable cache is ignored: the cache may only ever save time.
+    A damaged or unwritable cache is ignored: the cache may only ever save time. Reads and
+    writes go through `vae_lab.state.jsonfile` (validated, atomic, locked across processes).
     """
 
     FILE = "hashes.json"
     MAX_ENTRIES = 2000
 
     def __init__(self, folder: str | None = None):
+        from vae_lab.state.jsonfile import JsonStateFile
+
         self.path = os.path.join(folder or default_cache_dir(), self.FILE)
+        self._file = JsonStateFile(self.path, clean=_clean_hashes, empty=_empty_hashes, what="the hash cache")
         self._lock = threading.Lock()
-        self._data: dict | None = None
+        self._entries: dict | None = None
 
     @staticmethod
     def _key(path: str) -> str:
         st = os.stat(path)
         return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
 
-    def _load(self) -> dict:
-        if self._data is None:
-            try:
-                with open(self.path, encoding="utf-8") as f:
-                    data = json.load(f)
-                self._data = data if isinstance(data, dict) and data.get("version") == 1 else {}
-            except (OSError, ValueError):
-                self._data = {}
-            self._data.setdefault("version", 1)
-            self._data.setdefault("entries", {})
-        return self._data
+    def _loaded(self) -> dict:
+        if self._entries is None:
+            self._entries = self._file.read()["entries"]
+        return self._entries
 
     def get(self, kind: str, paths: list[str]) -> str | None:
         key = "::".join(self._key(p) for p in paths)
         with self._lock:
-            entry = self._load()["entries"].get(key)
-        return entry.get(kind) if isinstance(entry, dict) else None
+            entry = self._loaded().get(key)
+        return entry.get(kind) if entry is not None else None
+
+    def sha256s_with_weights_id(self, wid: str) -> list[str]:
+        """SHA-256s of single files this cache has seen with weights id `wid` (both computed here)."""
+        with self._lock:
+            entries = list(self._loaded().values())
+        return [e["sha256"] for e in entries if e.get("weights_id") == wid and "sha256" in e]
 
     def put(self, kind: str, paths: list[str], value: str) -> None:
         key = "::".join(self._key(p) for p in paths)
-        with self._lock:
-            entries = self._load()["entries"]
+
+        def add(data: dict) -> None:
+            entries = data["entries"]
             entries.setdefault(key, {})[kind] = value
             while len(entries) > self.MAX_ENTRIES:
                 entries.pop(next(iter(entries)))
-            self._save()
 
-    def _save(self) -> None:
-        folder = os.path.dirname(self.path)
-        try:
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".hashes-", suffix=".tmp", dir=folder)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self._data, f)
-            os.replace(tmp, self.path)
-        except OSError:
-            pass
+        with self._lock:
+            self._loaded().setdefault(key, {})[kind] = value
+            try:
+                self._entries = self._file.update(add)["entries"]
+            except OSError as err:  # also filelock.Timeout: the cache only ever saves time
+                log.debug("hash cache not written: %s", err)
+
+
+def _empty_hashes() -> dict:
+    return {"version": 1, "entries": {}}
+
+
+def _clean_hashes(data) -> dict:
+    """{"version": 1, "entries": {key: {kind: hex}}}; entries of any other shape are dropped."""
+    from vae_lab.state.jsonfile import require_dict, str_dict
+
+    data = require_dict(data)
+    if data.get("version") != 1:
+        return _empty_hashes()
+    entries = data.get("entries")
+    if not isinstance(entries, dict):
+        raise ValueError(f"'entries' is a {type(entries).__name__}, not an object")
+    kept = {k: str_dict(v) for k, v in entries.items() if isinstance(k, str) and isinstance(v, dict)}
+    return {"version": 1, "entries": {k: v for k, v in kept.items() if v}}
 
 
 DEFAULT_CACHE = object()  # the user's cache folder (see the module docstring)
@@ -246,11 +264,16 @@ def identify(vae: VaeFile, cache=DEFAULT_CACHE) -> VaeInfo:
             via = "file"
             break
     meta = vae.metadata or {}
-    source_sha = meta.get("vae_lab.source_sha256")
-    if entry is None and source_sha and meta.get("vae_lab.weights_id") == wid:
-        # A copy made by `convert`: trusted only while its weights are still the converted ones.
-        entry = lookup(source_sha)
-        via = "source" if entry is not None else None
+    if entry is None and cache is not None:
+        # A copy of a catalogued file (`convert`, a re-save, an fp16 copy): named only if this
+        # machine has itself hashed a file whose real SHA-256 is in the catalog and whose tensors
+        # gave this weights id. The file's own metadata (`vae_lab.source_sha256`) is never
+        # trusted: anyone can write it next to a self-declared weights id.
+        for sha in cache.sha256s_with_weights_id(wid):
+            entry = lookup(sha)
+            if entry is not None:
+                via = "weights"
+                break
 
     family = _field(entry, "family") if entry is not None else None
     if not family:

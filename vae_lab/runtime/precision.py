@@ -12,9 +12,8 @@ the same VAE starts at the precision that works.
 
 from __future__ import annotations
 
-import json
+import logging
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from vae_lab.errors import VaeLabError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 STATE_FILE = "precision.json"
+
+log = logging.getLogger("vae_lab.runtime")
 
 
 def dtype_of(precision: str):
@@ -97,50 +98,62 @@ def default_state_dir() -> Path:
 class PrecisionMemory:
     """weights id -> precisions that failed (per operation), kept in `<state dir>/precision.json`.
 
-    The file is small and human-readable; a missing or corrupt file is treated as
-    empty (and rewritten on the next failure), never as an error.
+    The file is small and human-readable; a missing or corrupt file (or one whose values have
+    the wrong types) is treated as empty, never as an error. Writes go through
+    `vae_lab.state.jsonfile`: atomic, and locked so concurrent processes keep each other's entries.
     """
 
-    _lock = threading.Lock()
-
     def __init__(self, state_dir=None):
-        self.path = Path(state_dir or default_state_dir()) / STATE_FILE
+        from vae_lab.state.jsonfile import JsonStateFile
 
-    def _read(self) -> dict:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
+        self.path = Path(state_dir or default_state_dir()) / STATE_FILE
+        self._file = JsonStateFile(self.path, clean=_clean_memory, empty=dict, what="the precision memory", indent=1)
 
     def failed(self, weights_id: str | None, op: str) -> list[str]:
         if not weights_id:
             return []
-        entry = self._read().get(weights_id, {})
-        bad = entry.get(op, []) if isinstance(entry, dict) else []
-        return [p for p in bad if p in PRECISIONS]
+        return list(self._file.read().get(weights_id, {}).get(op, []))
 
     def record(self, weights_id: str | None, op: str, failed: list[str], worked: str) -> None:
         """Remember that `failed` gave NaN/Inf and `worked` was finite for this VAE."""
         if not weights_id or not failed:
             return
-        with self._lock:
-            data = self._read()
-            entry = data.get(weights_id) if isinstance(data.get(weights_id), dict) else {}
+
+        def add(data: dict) -> None:
+            entry = data.setdefault(weights_id, {})
             entry[op] = sorted(set(entry.get(op, [])) | set(failed))
             entry[f"{op}_works"] = worked
             entry["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            data[weights_id] = entry
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-                os.replace(tmp, self.path)
-            except OSError:
-                pass  # a read-only cache dir costs a retry next time, nothing more
+
+        try:
+            self._file.update(add)
+        except OSError as err:  # a read-only state dir, a lock timeout: costs a retry next time, nothing more
+            log.debug("precision memory not written: %s", err)
 
     def forget(self, weights_id: str) -> None:
-        with self._lock:
-            data = self._read()
-            if data.pop(weights_id, None) is not None:
-                self.path.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        try:
+            self._file.update(lambda data: data.pop(weights_id, None) and None)
+        except OSError as err:
+            log.debug("precision memory not written: %s", err)
+
+
+def _clean_memory(data) -> dict:
+    """Keep entries shaped {op: [precision, ...], "<op>_works": precision, "updated": text}."""
+    from vae_lab.state.jsonfile import require_dict
+
+    kept = {}
+    for wid, entry in require_dict(data).items():
+        if not isinstance(wid, str) or not isinstance(entry, dict):
+            continue
+        clean = {}
+        for key, value in entry.items():
+            if key == "updated" or key.endswith("_works"):
+                if isinstance(value, str) and (key == "updated" or value in PRECISIONS):
+                    clean[key] = value
+            elif isinstance(value, list):
+                good = sorted({p for p in value if isinstance(p, str) and p in PRECISIONS})
+                if good:
+                    clean[key] = good
+        if clean:
+            kept[wid] = clean
+    return kept

@@ -6,81 +6,58 @@ The file maps a checkpoint key (its path relative to the models folder, as the W
 
     {"version": 1, "checkpoints": {"sd15/dreamshaper_8.safetensors": "vae-ft-mse-840000-ema-pruned.safetensors"}}
 
-Writes are atomic (temp file + rename) so a crash never leaves a half-written file; a
-corrupt file is reported once and treated as empty rather than breaking model loading.
+Reads and writes go through `vae_lab.state.jsonfile`: a corrupt file is logged and read as
+"no preferences" (never breaking model loading), kept as `<file>.corrupt` on the next save;
+writes are atomic and locked, so the tab and a second WebUI process cannot lose each other's entries.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-import threading
 
 from vae_lab.errors import VaeLabError
+from vae_lab.state.jsonfile import JsonStateFile, require_dict, str_dict
 
 VERSION = 1
 
 
 class PreferencesError(VaeLabError):
-    """The preferences file exists but cannot be read or written."""
+    """The preferences file cannot be written."""
+
+
+def _clean(data) -> dict[str, str]:
+    prefs = require_dict(data).get("checkpoints")
+    if not isinstance(prefs, dict):
+        raise TypeError("no 'checkpoints' table")
+    return str_dict(prefs)
 
 
 class Preferences:
     def __init__(self, path):
         self.path = os.fspath(path)
-        self._lock = threading.Lock()
-
-    def _read(self) -> dict[str, str]:
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as err:
-            raise PreferencesError(f"cannot read VAE preferences {self.path}: {err}") from None
-        prefs = data.get("checkpoints") if isinstance(data, dict) else None
-        if not isinstance(prefs, dict):
-            raise PreferencesError(f"cannot read VAE preferences {self.path}: no 'checkpoints' table")
-        return {str(k): str(v) for k, v in prefs.items() if isinstance(v, str)}
-
-    def _write(self, prefs: dict[str, str]) -> None:
-        folder = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".vae-prefs-", suffix=".json", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"version": VERSION, "checkpoints": dict(sorted(prefs.items()))}, f, indent=2)
-                f.write("\n")
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; this is no secret
-            os.replace(tmp, self.path)
-        except OSError as err:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise PreferencesError(f"cannot write VAE preferences {self.path}: {err}") from None
+        self._file = JsonStateFile(self.path, clean=_clean, empty=dict, what="VAE preferences", indent=2)
 
     def all(self) -> dict[str, str]:
-        with self._lock:
-            return self._read()
+        return self._file.read()
 
     def get(self, checkpoint: str) -> str | None:
-        with self._lock:
-            return self._read().get(checkpoint)
+        return self._file.read().get(checkpoint)
 
     def set(self, checkpoint: str, vae: str | None) -> None:
         """Prefer `vae` for `checkpoint`; None (or "") removes the preference."""
         if not checkpoint:
             raise PreferencesError("no checkpoint given for the VAE preference")
-        with self._lock:
-            prefs = self._read()
+        if self._file.read().get(checkpoint) == (vae or None):
+            return
+
+        def change(prefs: dict[str, str]) -> dict:
             if vae:
-                if prefs.get(checkpoint) == vae:
-                    return
                 prefs[checkpoint] = vae
-            elif checkpoint in prefs:
-                del prefs[checkpoint]
             else:
-                return
-            self._write(prefs)
+                prefs.pop(checkpoint, None)
+            return {"version": VERSION, "checkpoints": dict(sorted(prefs.items()))}
+
+        try:
+            self._file.update(change)
+        except OSError as err:  # also filelock.Timeout: a lock held too long by a hung process
+            raise PreferencesError(f"cannot write VAE preferences {self.path}: {err}") from None

@@ -27,8 +27,15 @@ def page_assets() -> tuple[str, str]:
     return STYLE.read_text(encoding="utf-8"), SCRIPT.read_text(encoding="utf-8")
 
 
-def build_app(context=None):
-    """The tab wrapped as a page: CSS, the script, and the queue (progress bars, Stop)."""
+DEFAULT_CONCURRENCY = 2  # comparisons that run at once; the others wait in the queue
+
+
+def build_app(context=None, concurrency: int = DEFAULT_CONCURRENCY):
+    """The tab wrapped as a page: CSS, the script, and the queue (progress bars, Stop).
+
+    `concurrency` > 1: one user's long comparison does not hold everyone else's; the quick
+    events (source switch, refresh, Stop) skip the queue anyway.
+    """
     from vae_lab.ui.tab import build_tab
 
     css, js = page_assets()
@@ -36,7 +43,7 @@ def build_app(context=None):
     with demo:
         # runs the classic script once, in the page's global scope, when the page loads
         demo.load(None, None, None, **compat.js_kwargs("() => {\n" + js + "\n}"))
-    return compat.enable_queue(demo)
+    return compat.enable_queue(demo, concurrency=max(1, int(concurrency)), api_open=False)
 
 
 def check_port(host: str, port: int) -> None:
@@ -52,10 +59,14 @@ def check_port(host: str, port: int) -> None:
             raise VaeLabError(f"cannot listen on {host}:{port}: {err.strerror}") from None
 
 
-def launch(context, host: str = "127.0.0.1", port: int = 7861, share: bool = False, inbrowser: bool = False):
-    """Serve the app until interrupted."""
+def launch(context, host: str = "127.0.0.1", port: int = 7861, inbrowser: bool = False, *,
+           allowed_hosts=(), concurrency: int = DEFAULT_CONCURRENCY):
+    """Serve the app until interrupted, behind `exposure.OriginGuard` (see `vae_lab.ui.exposure`)."""
+    from vae_lab.ui import exposure
+
     check_port(host, port)
-    demo = build_app(context)
-    demo.launch(server_name=host, server_port=port, share=share, inbrowser=inbrowser,
-                show_api=False, quiet=False)
+    demo = build_app(context, concurrency=concurrency)
+    folders = list(getattr(context, "vae_dirs", None) or []) + [getattr(context, "download_dir", None) or ""]
+    exposure.serve(demo, host=host, port=port, inbrowser=inbrowser,
+                   exposure=exposure.Exposure(allowed_hosts=frozenset(allowed_hosts)), blocked=folders)
     return demo

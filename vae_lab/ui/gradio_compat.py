@@ -25,12 +25,24 @@ def js_kwargs(js: str | None) -> dict:
 
 
 def upload_image(**kwargs):
-    """An image input that only takes uploads (no webcam/clipboard/editor)."""
+    """An image input that only takes uploads (no webcam/clipboard/editor), and from the API
+    only files in Gradio's upload folder (never a server path or URL: `exposure.uploads_only`)."""
     import gradio as gr
 
+    from vae_lab.ui.exposure import uploads_only
+
     if gradio_major() < 4:
-        return gr.Image(source="upload", **kwargs)
-    return gr.Image(sources=["upload"], **kwargs)
+        return uploads_only(gr.Image)(source="upload", **kwargs)
+    return uploads_only(gr.Image)(sources=["upload"], **kwargs)
+
+
+def upload_file(**kwargs):
+    """A single-file input that takes uploads only (see `upload_image`)."""
+    import gradio as gr
+
+    from vae_lab.ui.exposure import uploads_only
+
+    return uploads_only(gr.File)(**kwargs)
 
 
 def update(**kwargs):
@@ -40,11 +52,15 @@ def update(**kwargs):
     return gr.update(**kwargs)
 
 
-def enable_queue(blocks, concurrency: int = 1):
-    """Turn on the queue (needed for progress bars and to keep the page responsive)."""
+def enable_queue(blocks, concurrency: int = 1, api_open: bool = True):
+    """Turn on the queue (needed for progress bars and to keep the page responsive).
+
+    `api_open=False`: queued events run only through the queue (the page's own route), not as
+    direct REST calls."""
+    extra = {} if api_open else {"api_open": False}
     if gradio_major() < 4:
-        return blocks.queue(concurrency_count=concurrency)
-    return blocks.queue(default_concurrency_limit=concurrency)
+        return blocks.queue(concurrency_count=concurrency, **extra)
+    return blocks.queue(default_concurrency_limit=concurrency, **extra)
 
 
 def file_output(**kwargs):

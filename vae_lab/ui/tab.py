@@ -28,6 +28,7 @@ from typing import Any, Callable
 from vae_lab.ui import gradio_compat as compat
 from vae_lab.compare.runner import caption_lines, family_label, format_bytes
 from vae_lab.errors import VaeLabError
+from vae_lab.ui import exposure, vae_ids
 
 SOURCE_IMAGE = "Image (round trip)"
 SOURCE_LAST = "Last generation's latents"
@@ -96,6 +97,10 @@ class UiContext:
     tokens: Callable[[], dict] | None = None
     precision: Callable[[], str] | None = None
     vae_list_outputs: Callable[[], list] | None = None
+    # app-hostile: what one request may ask for (vae_lab.limits / download.policy / ui.exposure)
+    limits: Any = None  # `vae_lab.limits.Limits`; None: `Limits.default()`
+    download_policy: Any = None  # `vae_lab.download.policy.HostPolicy`; None: public hosts only
+    download_seconds: float | None = None  # overall limit of one download; None: the default
 
     def default_precision(self) -> str:
         value = self.precision() if self.precision else "auto"
@@ -211,7 +216,7 @@ def vae_choices(entries, channels=None, family=None) -> list[tuple[str, str]]:
     choices = []
     for e in entries:
         why = incompatibility(e, channels, family) if (channels or family) else None
-        choices.append((f"✕ {e.label} — {why}" if why else e.label, e.path))
+        choices.append((f"✕ {e.label} — {why}" if why else e.label, vae_ids.vae_id(e)))  # never a path
     return choices
 
 
@@ -233,15 +238,16 @@ def load_latent_input(source, latent_file, context: UiContext):
         raise VaeLabError("choose a latent file (.safetensors or .pt)")
     from vae_lab.files import latents as latent_files
 
+    name = exposure.upload_name(latent_file)  # app-hostile: the File input took uploads only
     try:
         t, meta = latent_files.load_latents(path)
-    except VaeLabError:
-        raise
+    except VaeLabError as err:  # app-hostile: the user's file name, never the server's path
+        raise type(err)(str(err).replace(path, name)) from None
     except Exception as err:  # never let a bad upload break the tab: one line, like every error
-        raise VaeLabError(f"{os.path.basename(path)}: could not read latents ({type(err).__name__}: {err})") from None
+        raise VaeLabError(f"{name}: could not read latents ({type(err).__name__})") from None
     family = meta.get("family") or None
     b, c, h, w = t.shape
-    return t, family, f"{os.path.basename(path)}: {b}×{c}×{h}×{w}" + (f" ({family})" if family else "")
+    return t, family, f"{name}: {b}×{c}×{h}×{w}" + (f" ({family})" if family else "")
 
 
 def _file_path(f) -> str | None:
@@ -456,7 +462,10 @@ class TabLogic:
 
         if not vaes:
             raise VaeLabError("choose at least one VAE")
-        kw = dict(vae_paths=list(vaes), precision=precision or "auto", tile=_tile_value(tiling or "auto"))
+        # app-hostile: ids the server gave out -> entries of its own list; sizes within the limits
+        paths = vae_ids.resolve_paths(vaes, self.context.entries())
+        limits = self.limits()
+        kw = dict(vae_paths=paths, precision=precision or "auto", tile=_tile_value(tiling or "auto"))
         if source == SOURCE_IMAGE:
             if image is None:
                 raise VaeLabError("upload an image first")
@@ -466,14 +475,22 @@ class TabLogic:
             if arr.ndim == 2:
                 arr = np.stack([arr] * 3, axis=-1)
             arr = arr[..., :3].astype("uint8")
+            limits.check_image(arr.shape[1], arr.shape[0])
             return CompareRequest(image=arr, latents=None, encoder="own" if encoder == ENCODER_OWN else "first", **kw)
         latents, family, _ = load_latent_input(source, latent_file, self.context)
+        limits.check_latents(latents.shape)
         return CompareRequest(image=None, latents=latents, latents_family=family,
                               reference=self.reference_path(reference), **kw)
+
+    def limits(self):
+        from vae_lab.limits import Limits
+
+        return self.context.limits or Limits.default()
 
     def run(self, source, image, latent_file, vaes, encoder, precision, tiling, reference, session="", progress=None):
         """Run the comparison; returns (view html, table, files, status, result)."""
         from vae_lab.compare.runner import default_cache, run_compare
+        from vae_lab.ui.cancelling import with_cancel
 
         req = self.request(source, image, latent_file, vaes, encoder, precision, tiling, reference)
         cancel = self.cancels.fresh(session or "default")
@@ -481,8 +498,8 @@ class TabLogic:
         if progress is not None and self.context.lock is not None:
             progress(0.0, "waiting for the running generation to finish")
         with self.context.lock or contextlib.nullcontext():
-            result = run_compare(req, progress=progress, cancel=cancel,
-                                 load=lambda path: default_cache().load(path, device=device))
+            result = run_compare(req, progress=progress, cancel=cancel,  # app-hostile: Stop reaches the decode
+                                 load=lambda path: with_cancel(default_cache().load(path, device=device), cancel))
         headers, rows = metrics_table(result)
         out = self._fresh_output_dir()
         files = write_downloads(result, out)
@@ -550,8 +567,16 @@ class TabLogic:
                 frac = min(done / total, 1.0) if total else 0.0
                 progress(frac, f"{format_bytes(done)} of {format_bytes(total) if total else '?'}")
 
-        res = download.download(target, dest, tokens=self.context.tokens, progress=on_progress, cancel=cancel,
-                                console=False)
+        # app-hostile: public hosts only (unless the host allows local ones), checked at every hop
+        # and on every connection (the policy's session); an overall deadline
+        from vae_lab.download.policy import HostPolicy
+        from vae_lab.limits import DEFAULT_DOWNLOAD_SECONDS
+
+        policy = self.context.download_policy or HostPolicy()
+        with contextlib.closing(policy.session()) as session:
+            res = download.download(target, dest, tokens=self.context.tokens, progress=on_progress, cancel=cancel,
+                                    console=False, policy=policy, session=session,
+                                    deadline=self.context.download_seconds or DEFAULT_DOWNLOAD_SECONDS)
         if self.context.on_vaes_changed:
             self.context.on_vaes_changed()
         what = res.entry.name if getattr(res, "entry", None) else res.filename
@@ -604,8 +629,9 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
             with gr.Column(scale=1, min_width=300, elem_id="vae_lab_inputs"):
                 source = gr.Radio(SOURCES, value=SOURCE_IMAGE, label="Input", elem_id="vae_lab_source")
                 image = compat.upload_image(type="numpy", label="Image", elem_id="vae_lab_image", height=260)
-                latent_file = gr.File(label="Latent file (.safetensors / .pt)", file_types=[".safetensors", ".pt"],
-                                      visible=False, elem_id="vae_lab_latent_file")
+                latent_file = compat.upload_file(label="Latent file (.safetensors / .pt)",
+                                                 file_types=[".safetensors", ".pt"],
+                                                 visible=False, elem_id="vae_lab_latent_file")
                 latent_note = gr.Markdown("", visible=False, elem_id="vae_lab_latent_note")
                 vaes = gr.CheckboxGroup(initial, value=[], label="VAEs", elem_id="vae_lab_vaes")
                 refresh = gr.Button("Refresh list", size="sm", elem_id="vae_lab_refresh")
