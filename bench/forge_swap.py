@@ -10,7 +10,7 @@ and a checkpoint whose non-VAE part is one filler tensor of SD 1.5's UNet + text
 in fp16 (1.6 GB; `--quick`: 0.2 GB). On a real Forge the text encoder and UNet are also
 *built* and their weights converted, so the reload figure is a lower bound.
 
-VAE Lab's swap is what `vae_lab.webui_forge.swap` does per generation: validate and copy a
+VAE Lab's swap is what `vae_lab.webui.swap.swap_vae` does per generation through `ForgeHost`: validate and copy a
 RAM-cached state dict into the live `forge_objects.vae.first_stage_model` in inference mode,
 and the restore copies the model's own weights back (two swaps per generation).
 

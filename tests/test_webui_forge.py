@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 gradio = pytest.importorskip("gradio")
-pytestmark = [pytest.mark.forge, pytest.mark.skipif(int(gradio.__version__.split(".")[0]) < 4, reason="Forge's stack is Gradio 4")]
+pytestmark = [pytest.mark.forge,
+              pytest.mark.skipif(int(gradio.__version__.split(".")[0]) < 4, reason="Forge's stack is Gradio 4")]
 
 from forge_env import forge  # noqa: E402,F401
 
@@ -19,7 +20,7 @@ def pixels(image):
 
 
 @pytest.fixture
-def lab_forge(forge):
+def lab_forge(forge):  # noqa: F811  (the fixture imported above)
     forge.add_checkpoint("sd15.safetensors", vae_seed=0)
     forge.add_vae("vae-a.safetensors", seed=1)
     forge.add_vae("vae-b.safetensors", seed=2)
@@ -140,3 +141,39 @@ def test_separate_requests_never_share_latents(lab_forge):
     f.api.text2imgapi(dict(request))
     f.api.text2imgapi({**request, "override_settings": {"sd_vae": "vae-b.safetensors"}})
     assert len(runs) == 2  # only the cells of one X/Y/Z plot reuse latents
+
+
+def test_a_forge_variant_without_a_swappable_vae_module_degrades_with_one_message(lab_forge, monkeypatch):
+    """A Forge fork whose VAE object keeps its module elsewhere (no forge_objects.vae.first_stage_model):
+    generations work as that fork makes them, VAE Lab says once why it swaps nothing."""
+    import vae_lab.webui as w
+    from vae_lab.webui import forge as forge_host
+
+    f = lab_forge
+    own = pixels(gen(f).images[0])
+    model = f.model
+    vae = model.forge_objects_original.vae
+    module = vae.first_stage_model
+
+    class ElsewhereVAE:  # the fork's VAE object: the same decode, the module under another name
+        latent_channels = vae.latent_channels
+
+        def decode(self, samples):
+            return vae.decode(samples)
+
+    fork_vae = ElsewhereVAE()
+    for objects in (model.forge_objects_original, model.forge_objects, model.forge_objects_after_applying_lora):
+        monkeypatch.setattr(objects, "vae", fork_vae)
+    monkeypatch.setattr(model, "decode_first_stage",
+                        lambda x: (fork_vae.decode(module.process_out(x)).movedim(-1, 1) * 2.0 - 1.0).to(x))
+    before = module.decoder.conv_in.weight.detach().clone()
+
+    res = gen(f, "vae-a.safetensors", also=["vae-b.safetensors"])
+    assert len(res.images) == 1 and np.array_equal(pixels(res.images[0]), own)
+    assert forge_host.UNSUPPORTED_MESSAGE in res.processed.comments
+    assert w.current_status() == forge_host.UNSUPPORTED_MESSAGE
+    import torch
+
+    assert torch.equal(module.decoder.conv_in.weight, before)
+    assert w.set_checkpoint_preference("vae-b.safetensors").startswith("Saved vae-b.safetensors")  # stored, not applied
+    assert torch.equal(module.decoder.conv_in.weight, before)

@@ -36,9 +36,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "FORGE_MESSAGE", "NO_PREFERENCE", "TITLE", "Host", "VaeLabScript", "current_status", "detect_host",
     "download_dir", "extra_choices", "init", "on_infotext_pasted", "on_model_loaded", "on_script_unloaded",
-    "on_ui_settings",
-    "on_ui_tabs", "preferences", "ram_cache", "refresh_vae_list", "set_checkpoint_preference", "swap_vae",
-    "tokens", "ui_context", "vae_choices", "vae_dirs",
+    "on_ui_settings", "on_ui_tabs", "preferences", "ram_cache", "refresh_vae_list", "set_checkpoint_preference",
+    "swap_vae", "tokens", "ui_context", "vae_choices", "vae_dirs", "wants_pasted_infotext",
 ]
 
 
@@ -82,7 +81,8 @@ def is_forge() -> bool:
 
 def init(ext_dir: str) -> None:
     """Start a session (scripts/vae_lab.py calls this at import time, on every (re)load, then
-    registers on_ui_settings, on_ui_tabs, on_model_loaded, on_infotext_pasted and on_script_unloaded itself)."""
+    registers on_ui_settings, on_ui_tabs, on_model_loaded, on_script_unloaded (and, when the host
+    wants it, on_infotext_pasted) itself)."""
     _console_logging()
     session = state.start(detect_host(), ext_dir)
     # before the WebUI's startup refresh, which runs after scripts are loaded
@@ -96,6 +96,11 @@ def _add_download_folder() -> None:
     from vae_lab.webui import vaes
 
     vaes.add_download_folder()
+
+
+def wants_pasted_infotext() -> bool:
+    """Whether this session's host adjusts pasted infotexts (Forge); A1111 gets no such callback."""
+    return type(state.current().host).on_infotext_pasted is not Host.on_infotext_pasted
 
 
 def on_infotext_pasted(infotext: str, params: dict) -> None:
