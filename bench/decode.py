@@ -1,12 +1,11 @@
-"""Decode benchmark: our kl-f8 decoder vs diffusers.AutoencoderKL, and tiled vs whole-image decode.
+"""Decode benchmark: our kl-f8 decoder vs diffusers.AutoencoderKL (tiled vs whole: bench/tiling.py).
 
 Both models hold the same SD-size random weights (83.7 M parameters, the real SD/SDXL
 configuration; speed does not depend on the values). Latents are smooth random fields
 (bicubic-upsampled noise), which behave like real latents for tiling. Each timing is the
 median of its repeats, ours and diffusers interleaved, both under `torch.inference_mode()`.
 Ours runs through the public engine (`Vae.decode`: scaling, NaN check, clamp included).
-On CUDA, fp16 is measured as well. Peak memory: CUDA `max_memory_allocated`; CPU the
-RSS sampler of `vae_lab.runtime.memory` (peak minus the RSS before the call).
+On CUDA, fp16 is measured as well.
 """
 
 from __future__ import annotations
@@ -113,20 +112,4 @@ def run(quick: bool) -> dict:
             diff = (mine - theirs).abs().max()
             notes.append(f"max |ours - diffusers| at {size}² {precision}: {float(diff):.2e}")
 
-    # tiled vs whole-image decode: memory and fidelity
-    size = 512 if quick else 1024
-    tile_px = 320 if quick else 640
-    z = _latents(size, seed=1).to(device)
-    whole = ours.decode(z, precision="fp32", tile=False)
-    tiled = ours.decode(z, precision="fp32", tile=tile_px)
-    mib = lambda b: None if b is None else round(b / 2**20, 1)  # noqa: E731
-    for name, res in (("whole image", whole), (f"tiled, {tile_px} px tiles ({tiled.tiles})", tiled)):
-        rows.append({"case": f"decode {size}² fp32 {device.type}", "implementation": name,
-                     "seconds (median)": round(res.seconds, 3), "repeats": 1,
-                     "peak memory MiB": mib(res.peak_memory_bytes)})
-    psnr = _psnr(tiled.images, whole.images)
-    ratio = (tiled.peak_memory_bytes / whole.peak_memory_bytes) if whole.peak_memory_bytes else None
-    notes.append(f"tiled vs whole at {size}²: PSNR {psnr:.1f} dB, peak memory {ratio:.0%} of whole" if ratio
-                 else f"tiled vs whole at {size}²: PSNR {psnr:.1f} dB")
-    return {"title": "Decode: ours vs diffusers, tiled vs whole", "rows": rows, "notes": notes,
-            "tiled_psnr_db": psnr, "tiled_memory_ratio": ratio, "device": str(device)}
+    return {"title": "Decode: ours vs diffusers", "rows": rows, "notes": notes, "device": str(device)}

@@ -40,7 +40,9 @@ def run(quick: bool = False) -> dict:
         for name in ("taef2_decoder.pth", "taef2_encoder.pth"):
             os.symlink(os.path.join(SHARED, name), os.path.join(tmp, name))
         logic = ui.TabLogic(ui.UiContext(vae_dirs=[tmp]))
-        vaes = [os.path.join(tmp, "taef2_decoder.pth")] * 3  # three decodes of one shared encode
+        from vae_lab.ui.vae_ids import vae_id
+
+        vaes = [vae_id(os.path.join(tmp, "taef2_decoder.pth"))] * 3  # three decodes of one shared encode
         timed = {}
         real_run = compare.run_compare
 

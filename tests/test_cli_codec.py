@@ -98,7 +98,7 @@ def test_save_latents_writes_the_comfyui_convention(tmp_path):
 def test_bad_latent_files_are_one_line_errors(tmp_path, tiny_vae_file, capsys):
     save_file({"a": torch.ones(1, 4, 2, 2), "b": torch.ones(1, 4, 2, 2)}, str(tmp_path / "two.safetensors"))
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(BadLatentFile, match="found 2"):
+    with pytest.raises(BadLatentFile, match="holds 2 tensors"):
         load_latents(tmp_path / "two.safetensors")
     out = str(tmp_path / "o.png")
     base = ["decode", "--vae", str(tiny_vae_file), "--out", out]

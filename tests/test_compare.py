@@ -54,7 +54,7 @@ def kl_files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cache():
-    return VaeCache(maxsize=8)
+    return VaeCache(maxsize=8)  # by count as well as bytes
 
 
 def test_taef2_round_trip_matches_skimage(taef2_pair, photo, cache):
@@ -75,7 +75,8 @@ def test_taef2_round_trip_matches_skimage(taef2_pair, photo, cache):
 def test_one_bad_vae_does_not_stop_the_others(taef2_pair, photo, kl_files, cache, tmp_path):
     dec, _ = taef2_pair
     missing = str(tmp_path / "nope.safetensors")
-    req = CompareRequest(image=photo, vae_paths=[str(dec), kl_files["broken"], missing, kl_files["kl_a"]])
+    req = CompareRequest(image=photo, vae_paths=[str(dec), kl_files["broken"], missing, kl_files["kl_a"]],
+                         encoder="first")
     res = run_compare(req, load=cache.load)
     ok, broken, gone, kl = res.outcomes
     assert ok.ok and ok.psnr > 20
@@ -84,7 +85,7 @@ def test_one_bad_vae_does_not_stop_the_others(taef2_pair, photo, kl_files, cache
     # each entry names its file as its label does, not by the full path
     for o in (broken, gone):
         assert o.error.startswith(o.name) and os.path.dirname(o.path) not in o.error
-    # TAEF2 made 32-channel latents; the 4-channel kl VAE is refused, with the reason
+    # encoder="first": TAEF2 made 32-channel latents; the 4-channel kl VAE is refused, with the reason
     assert kl.image is None and "4-channel" in kl.error and "32" in kl.error
     assert [r["vae"] for r in res.rows()] == [o.name for o in res.outcomes]
 
@@ -205,7 +206,8 @@ def test_progress_and_cancel(kl_files, cache):
         progress=progress, cancel=stop, load=cache.load,
     )
     a, b = res.outcomes
-    assert res.cancelled and a.ok and b.error == "cancelled"
+    # the engine checks Stop between blocks: the decode under way stops too
+    assert res.cancelled and a.error == "cancelled" and b.error == "cancelled"
     assert "cancelled" in res.table()
 
 
@@ -293,3 +295,109 @@ def test_lpips_column_with_local_weights(photo, kl_files, cache, tmp_path, monke
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     res = run_compare(CompareRequest(image=photo, vae_paths=[kl_files["kl_a"]]), load=cache.load)
     assert res.outcomes[0].lpips is None and res.lpips_note == metrics.LPIPS_NOTE_MISSING
+
+
+def test_nothing_is_held_after_a_comparison(kl_files, tmp_path):
+    """The cache holds the fp32 masters in RAM and nothing else: tensor bytes allocated during
+    a run (device copies, half-precision casts, latents, images) are all freed after it."""
+    import gc
+
+    from vae_lab.runtime.memory import TensorPeak
+
+    cache = VaeCache()
+    req = CompareRequest(vae_paths=[kl_files["kl_a"], kl_files["kl_b"]], latents=torch.randn(1, 4, 8, 8),
+                         precision="bf16", device="cpu")
+    run_compare(req, load=lambda p: cache.load(p, device="cpu"))  # cached, warm
+    held = cache.total_bytes
+    with TensorPeak() as tp:
+        result = run_compare(req, load=lambda p: cache.load(p, device="cpu"))
+        assert all(o.ok for o in result.outcomes) and tp.peak_bytes > 0
+        del result
+        gc.collect()
+    assert tp.live == 0  # no bf16 copy kept beside its master, nothing else left behind
+    assert cache.total_bytes == held
+    vae = cache.load(kl_files["kl_a"], device="cpu")
+    assert vae._cast == {} and vae.on("cpu") is vae
+
+
+def test_cache_keeps_to_its_byte_budget(kl_files):
+    one = VaeCache().load(kl_files["kl_a"], device="cpu")
+    size = sum(p.numel() * 4 for p in one._model.parameters())
+    cache = VaeCache(budget_bytes=int(1.5 * size))
+    cache.load(kl_files["kl_a"], device="cpu")
+    cache.load(kl_files["kl_b"], device="cpu")
+    assert len(cache) == 1 and cache.total_bytes <= cache.budget_bytes
+
+
+def test_default_encoder_encodes_each_latent_family_with_its_first_member(taef2_pair, photo, kl_files, cache):
+    """TAEF2 ticked first used to make 32-channel latents for everyone, and every kl-f8 VAE was
+    refused. The default now gives each latent space its own encoder and says which made what."""
+    dec, _ = taef2_pair
+    names = [os.path.basename(p) for p in (str(dec), kl_files["kl_dec"], kl_files["kl_a"], kl_files["kl_b"])]
+    req = CompareRequest(image=photo, vae_paths=[str(dec), kl_files["kl_dec"], kl_files["kl_a"], kl_files["kl_b"]])
+    assert req.encoder == "family"
+    res = run_compare(req, load=cache.load)
+    t, d, a, b = res.outcomes
+    assert all(o.ok for o in res.outcomes), [o.error for o in res.outcomes]
+    assert t.encoder == names[0] and t.encode_seconds is not None
+    # kl_dec has no encoder: the first kl-f8 VAE with one (kl_a) encodes for the three of them
+    assert d.encoder == a.encoder == b.encoder == names[2]
+    assert a.encode_seconds is not None and d.encode_seconds is None and b.encode_seconds is None
+    made = {e["encoder"]: (e["latent_channels"], e["vaes"]) for e in res.settings["encoders"]}
+    assert made == {names[0]: (32, [names[0]]), names[2]: (4, names[1:])}
+
+
+def test_a_latent_space_without_any_encoder_is_explained(photo, kl_files, cache):
+    res = run_compare(CompareRequest(image=photo, vae_paths=[kl_files["kl_dec"]]), load=cache.load)
+    (d,) = res.outcomes
+    assert d.image is None and "has no encoder" in d.error and "4-channel" in d.error
+
+
+def test_colour_shift_histogram_hashes_and_relative_paths(photo, kl_files, cache):
+    res = run_compare(CompareRequest(image=photo, vae_paths=[kl_files["kl_a"], kl_files["kl_a"]], precision="fp32"),
+                      load=cache.load)
+    a, a2 = res.outcomes
+    expect = (a.image.astype(float) - photo.astype(float)).reshape(-1, 3).mean(axis=0)
+    assert a.color_shift == pytest.approx(tuple(expect), abs=1e-9)
+    assert a.histogram.shape == (3, 32) and int(a.histogram[0].sum()) == photo.shape[0] * photo.shape[1]
+    assert res.reference_histogram.sum() == 3 * photo.shape[0] * photo.shape[1]
+    import hashlib
+
+    sha = hashlib.sha256(open(kl_files["kl_a"], "rb").read()).hexdigest()
+    assert a.vae_hash == sha[:10] and a.weights_id and a.weights_id == a2.weights_id
+    headers, rows = res.display_rows()
+    assert "peak MiB" in headers and "colour shift R G B" in headers
+    assert "same weights as" in rows[0][-1]
+    folder = os.path.dirname(kl_files["kl_a"])
+    data = json.loads(res.to_json(relative_to=[folder]))
+    assert data["results"][0]["path"] == "kl_a.safetensors" and data["results"][0]["vae_hash"] == sha[:10]
+    assert folder not in res.to_csv(relative_to=[folder]) and folder not in res.to_json(relative_to=["/elsewhere"])
+
+
+class _FakeVae:
+    """Stands in for `Vae` with a decode that takes `cancel` (the engine's tile-level Stop)."""
+
+    def __init__(self, name, stop_inside=False):
+        self.name, self.path, self.family, self.kind = name, name, None, "kl"
+        self.latent_channels, self.has_encoder, self.has_decoder = 4, True, True
+        self.weights_id, self.info, self.stop_inside = None, None, stop_inside
+        self.cancels_seen = []
+
+    def decode(self, latents, *, precision="auto", tile="auto", size=None, cancel=None):
+        from types import SimpleNamespace
+
+        self.cancels_seen.append(cancel)
+        if self.stop_inside:
+            raise compare.CompareCancelled("stopped between tiles")
+        img = torch.zeros(1, 3, 16, 16)
+        return SimpleNamespace(images=img, precision_used="fp32", fallback=[], tiled=False, seconds=0.01,
+                               peak_memory_bytes=0)
+
+
+def test_stop_reaches_into_a_decode_and_keeps_what_finished():
+    vaes = {"a": _FakeVae("a"), "b": _FakeVae("b", stop_inside=True), "c": _FakeVae("c")}
+    res = run_compare(CompareRequest(latents=torch.zeros(1, 4, 2, 2), vae_paths=["a", "b", "c"]), load=vaes.get)
+    a, b, c = res.outcomes
+    assert callable(vaes["a"].cancels_seen[0])  # the engine gets something to poll between tiles
+    assert res.cancelled and a.ok and b.error == c.error == "cancelled" and res.finished == 1
+    assert vaes["c"].cancels_seen == []  # nothing after the Stop ran

@@ -98,3 +98,32 @@ def test_eval_bad_input(tmp_path, capsys):
     assert rc == 2 and "nowhere" in err and err.count("\n") == 1
     rc = main(["eval", "--images", str(tmp_path), "--vae", "x.safetensors"])
     assert rc == 2 and "no images" in capsys.readouterr().err
+
+
+def test_eval_under_torchrun_with_two_processes_equals_one_process(photo_dir, tmp_path):
+    """Data-parallel eval: 2 gloo processes, each a shard of the images, gathered on rank 0."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from factories import TINY_KL, random_kl_state_dict
+
+    vae = tmp_path / "tiny.safetensors"
+    save_file(random_kl_state_dict(TINY_KL, seed=3), str(vae))
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root), VAE_LAB_STATE_DIR=str(tmp_path / "state"), OMP_NUM_THREADS="1")
+    args = ["-m", "vae_lab", "eval", "--images", str(photo_dir), "--vae", str(vae), "--size", "32",
+            "--precision", "fp32", "--device", "cpu", "--json"]
+    one = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=600)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          *args], env=env, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = json.loads(one.stdout), json.loads(two.stdout[two.stdout.index("{"):])
+    for r in a["results"] + b["results"]:
+        r.pop("decode_seconds_mean")  # timings differ; everything else must not
+    assert a == b and a["images"] == 3 and a["results"][0]["psnr_mean"] is not None

@@ -57,3 +57,21 @@ def test_decoder_only_model_builds_without_encoder():
     assert not model.has_encoder and model.has_decoder
     with torch.inference_mode():
         assert model.decode(torch.zeros(1, 4, 4, 4)).shape == (1, 3, 32, 32)
+
+
+def test_models_are_built_without_random_init_and_never_alias_a_cache(monkeypatch):
+    from factories import TINY_KL, random_kl_state_dict
+    from vae_lab import models
+
+    sd = random_kl_state_dict(TINY_KL, seed=4)
+    key = "decoder.conv_in.weight"
+    owned = models.build_model("kl", sd, TINY_KL)
+    assert torch.equal(owned.state_dict()[key], sd[key])
+    assert owned.state_dict()[key].data_ptr() != sd[key].data_ptr()  # a RAM cache's tensors stay its own
+    assert all(p.device.type == "cpu" for p in owned.parameters())
+    shared = models.build_model("kl", sd, TINY_KL, share=True)
+    assert shared.state_dict()[key].data_ptr() == sd[key].data_ptr() or not models.can_assign()
+    # torch without load_state_dict(assign=) (< 2.1): built normally, same weights
+    monkeypatch.setattr(models, "can_assign", lambda: False)
+    old = models.build_model("kl", sd, TINY_KL)
+    assert torch.equal(old.state_dict()[key], sd[key])

@@ -4,6 +4,7 @@ the handlers run for real on the TAEF2 pair and tiny kl VAEs, and `serve`'s bad 
 from __future__ import annotations
 
 import json
+import os
 import socket
 
 import numpy as np
@@ -29,6 +30,14 @@ def context(vae_dir):
     return ui.UiContext(vae_dirs=[str(vae_dir)])
 
 
+def _text(fragment: str) -> str:
+    """The text a user reads in an HTML fragment."""
+    import html
+    import re
+
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment))
+
+
 def _blocks_config(blocks):
     return blocks.get_config_file()
 
@@ -48,9 +57,7 @@ def test_compat_speaks_the_installed_gradio():
     assert major == int(gr.__version__.split(".")[0])
     assert compat.js_kwargs("() => 1") == ({"_js": "() => 1"} if major < 4 else {"js": "() => 1"})
     assert compat.js_kwargs(None) == {}
-    with gr.Blocks():
-        img = compat.upload_image(type="numpy")
-    assert (img.source == "upload") if major < 4 else (img.sources == ["upload"])
+    assert compat.event_kwargs()["api_name"] is False
 
 
 def test_compat_switches_keywords_for_gradio_4(monkeypatch):
@@ -62,7 +69,8 @@ def test_compat_switches_keywords_for_gradio_4(monkeypatch):
             self.kw = kw
             return self
 
-    assert compat.enable_queue(Blocks()).kw == {"default_concurrency_limit": 1}
+    assert compat.enable_queue(Blocks(), api_open=False).kw == {"default_concurrency_limit": 1, "api_open": False}
+    assert compat.event_kwargs() == {"api_name": False, "show_api": False}
 
 
 # --- listing --------------------------------------------------------------------------------
@@ -106,7 +114,9 @@ def test_last_latents_mode_marks_vaes_for_those_latents(vae_dir):
     updates = logic.on_source(ui.SOURCE_LAST, None, [vae_id(vae_dir / KL_NAMES[0])])
     image_u, file_u, note_u, vaes_u, encoder_u, ref_u = updates
     assert image_u["visible"] is False and encoder_u["visible"] is False and ref_u["visible"] is True
-    assert "1×32×8×8" in note_u["value"] and "flux2" in note_u["value"]
+    assert "1×32×8×8" in _text(note_u["value"]) and "flux2" in note_u["value"]
+    # the VAE that was ticked and cannot decode these latents is named, not silently unticked
+    assert f"unticked (cannot decode these latents): {KL_NAMES[0]}" in _text(note_u["value"])
     labels = dict((p, label) for label, p in vaes_u["choices"])
     assert labels[vae_id(vae_dir / KL_NAMES[0])].startswith("✕")
     assert vaes_u["value"] == []  # the incompatible selection is dropped
@@ -118,7 +128,7 @@ def test_last_latents_mode_marks_vaes_for_those_latents(vae_dir):
 
     empty = ui.TabLogic(ui.UiContext(vae_dirs=[str(vae_dir)], last_latents=lambda: None))
     note = empty.on_source(ui.SOURCE_LAST, None, [])[2]["value"]
-    assert "no generation's latents yet" in note
+    assert "no generation's latents yet" in _text(note) and "vae-lab-toast-error" in note
 
 
 # --- the Blocks -----------------------------------------------------------------------------
@@ -134,8 +144,11 @@ def test_build_tab_has_the_documented_components(context):
         assert elem in ids, elem
     vaes = ids["vae_lab_vaes"]["props"]["choices"]
     assert sorted(label.split(" · ")[0] for label, _ in vaes) == sorted(["taef2_decoder.pth", *KL_NAMES, BROKEN])
-    props = ids["vae_lab_image"]["props"]
-    assert props.get("source") == "upload" or props.get("sources") == ["upload"]
+    # the image comes in as a file, so the tab reads it (and says why when it cannot)
+    assert ".png" in ids["vae_lab_image"]["props"]["file_types"]
+    # the standalone app keeps no generations: no "last generation's latents" to offer
+    shown = [c[0] if isinstance(c, (list, tuple)) else c for c in ids["vae_lab_source"]["props"]["choices"]]
+    assert shown == [ui.SOURCE_IMAGE, ui.SOURCE_FILE]
     assert ids["vae_lab_precision"]["props"]["choices"][0] in ("auto", ["auto", "auto"], ("auto", "auto"))
 
 
@@ -161,9 +174,15 @@ def test_app_injects_css_and_the_script_on_load(context):
     demo = build_app(context)
     cfg = _blocks_config(demo)
     assert ".vae-lab-frame" in cfg["css"]
-    loads = [d for d in cfg["dependencies"] if d.get("js") and "vaeLab" in d["js"]]
-    trigger = loads[0].get("trigger") or loads[0]["targets"][0][1]  # Gradio 3: "trigger"; 4: targets
-    assert len(loads) == 1 and trigger == "load" and js.strip() in loads[0]["js"]
+    def trigger(d):
+        return d.get("trigger") or d["targets"][0][1]  # Gradio 3: "trigger"; 4: targets
+
+    loads = [d for d in cfg["dependencies"] if d.get("js") and trigger(d) == "load"]
+    assert len(loads) == 1 and js.strip() in loads[0]["js"]
+    # no event of the tab is in an API page: they are the UI's plumbing
+    # (Gradio 4 records api_name=False as "unnamed" with show_api False)
+    assert all(d.get("api_name") in (None, False, "unnamed") and not d.get("show_api", False)
+               for d in cfg["dependencies"])
     assert demo.enable_queue or demo._queue is not None  # progress bars need the queue
 
 
@@ -231,7 +250,7 @@ def test_run_shows_reference_first_then_each_vae_and_the_failure(roundtrip, smal
     assert np.array_equal(images[1], result.outcomes[0].image)
     assert view.index("Reference") < view.index("taef2_decoder.pth") < view.index(KL_NAMES[0])
     assert 'class="vae-lab-cell vae-lab-failed"' in view and BROKEN in view
-    assert "2 of 3 VAEs decoded" in status
+    assert "2 of 3 VAEs decoded" in _text(status)
     assert steps and steps[-1][0] == 1.0 and any("taef2" in text for _, text in steps)
     taef2 = result.outcomes[0]
     assert f"PSNR {taef2.psnr:.2f} dB" in view and "fp32" in view and "peak" in view
@@ -259,15 +278,40 @@ def test_downloads_are_the_table_and_the_grid(roundtrip):
 
     from PIL import Image
 
+    import re
+    import zipfile
+
     _, (_, _, files, _, result), _ = roundtrip
-    by_name = {p.rsplit("/", 1)[-1]: p for p in files}
-    assert set(by_name) == {"vae_lab_metrics.csv", "vae_lab_metrics.json", "vae_lab_grid.png"}
-    rows = list(csv.DictReader(io.StringIO(open(by_name["vae_lab_metrics.csv"]).read())))
+    names = [p.rsplit("/", 1)[-1] for p in files]
+    stem = names[0][: -len("_all.zip")]
+    # an array has no file name: "image" and the time of the run
+    assert re.fullmatch(r"image_\d{8}-\d{6}", stem), stem
+    by_name = {n[len(stem) + 1:]: p for n, p in zip(names, files)}
+    assert set(by_name) == {"all.zip", "grid.png", "metrics.csv", "metrics.json", "original_image.png",
+                            "taef2_decoder.png", KL_NAMES[0].replace(".safetensors", "") + ".png"}
+    rows = list(csv.DictReader(io.StringIO(open(by_name["metrics.csv"]).read())))
     assert [r["vae"] for r in rows] == ["taef2_decoder.pth", KL_NAMES[0], BROKEN]
-    doc = json.loads(open(by_name["vae_lab_metrics.json"]).read())
+    # relative paths only, the A1111 "VAE hash" (10 hex of the file SHA-256) and the weights id
+    assert [r["path"] for r in rows] == ["taef2_decoder.pth", KL_NAMES[0], BROKEN]
+    import hashlib
+
+    vae_folder = os.path.dirname(result.outcomes[1].path)
+    sha = hashlib.sha256(open(result.outcomes[1].path, "rb").read()).hexdigest()
+    assert rows[1]["vae_hash"] == sha[:10] and len(rows[1]["weights_id"]) == 64
+    assert rows[0]["source_width"] == "64" and rows[0]["source_height"] == "64"
+    doc = json.loads(open(by_name["metrics.json"]).read())
     assert doc["results"][0]["psnr"] == pytest.approx(result.outcomes[0].psnr)
-    grid = Image.open(by_name["vae_lab_grid.png"])
+    assert doc["source"] == {"name": None, "width": 64, "height": 64}
+    for f in files:
+        if f.endswith((".csv", ".json")):
+            assert vae_folder not in open(f).read()
+    grid = Image.open(by_name["grid.png"])
     assert grid.width >= 3 * 64
+    # each decode at full resolution, bit-exact, and all of it in the zip
+    taef2 = np.asarray(Image.open(by_name["taef2_decoder.png"]).convert("RGB"))
+    assert np.array_equal(taef2, result.outcomes[0].image)
+    with zipfile.ZipFile(by_name["all.zip"]) as z:
+        assert sorted(z.namelist()) == sorted(names[1:])
 
 
 def test_pair_view_is_a_slider_and_the_amplified_difference(roundtrip, small_photo):
@@ -304,7 +348,7 @@ def test_latent_file_mode_refuses_other_families_and_uses_a_reference(context, v
     view, (headers, rows), _, status, result = logic.run(
         ui.SOURCE_FILE, None, f, [vae_id(vae_dir / "taef2_decoder.pth"), vae_id(vae_dir / KL_NAMES[0])],
         ui.ENCODER_FIRST, "fp32", "off", ref_label, session="lat")
-    assert result.mode == "latents" and "Reference: taef2_decoder.pth (fp32)" in status
+    assert result.mode == "latents" and "Reference: taef2_decoder.pth (fp32)" in _text(status)
     assert "PSNR inf (identical)" in view  # same VAE, same precision as the reference
     kl = result.outcomes[1]
     assert kl.image is None and "4-channel" in kl.error and kl.error in view
@@ -315,15 +359,17 @@ def test_stop_cancels_between_steps(context, vae_dir, small_photo):
     vaes = [vae_id(vae_dir / KL_NAMES[0]), vae_id(vae_dir / KL_NAMES[1])]
     view, _, _, status, result = logic.run(ui.SOURCE_IMAGE, small_photo, None, vaes, ui.ENCODER_OWN, "auto", "auto",
                                            None, session="s", progress=lambda f, t: logic.cancels.cancel("s"))
-    # Stop pressed while the first VAE runs: it finishes, the second never starts
-    assert result.cancelled and "cancelled" in status
-    assert result.outcomes[0].image is not None and result.outcomes[1].error == "cancelled"
-    assert "1 of 2 VAEs decoded" in status
+    # Stop pressed as the first VAE starts: the engine stops inside its decode (between
+    # blocks), the second never starts
+    assert result.cancelled
+    assert [o.error for o in result.outcomes] == ["cancelled", "cancelled"]
+    assert "Cancelled after 0 of 2 VAEs" in _text(status)
+    assert len(_data_uri_images(view)) == 1  # the original stays
 
 
 def test_bad_requests_are_one_line_errors(context, vae_dir, small_photo):
     logic = ui.TabLogic(context)
-    with pytest.raises(VaeLabError, match="choose at least one VAE"):
+    with pytest.raises(VaeLabError, match="tick at least one VAE"):
         logic.run(ui.SOURCE_IMAGE, small_photo, None, [], ui.ENCODER_FIRST, "auto", "auto", None)
     with pytest.raises(VaeLabError, match="upload an image first"):
         logic.run(ui.SOURCE_IMAGE, None, None, [vae_id(vae_dir / KL_NAMES[0])], ui.ENCODER_FIRST, "auto", "auto", None)
@@ -369,6 +415,10 @@ def test_get_vaes_downloads_into_the_folder_and_refreshes(tmp_path):
         assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["my-vae.safetensors"]
     with pytest.raises(VaeLabError, match="choose a catalog entry or paste a URL"):
         logic.download("", "  ")
+    # in the tab, no command-line advice: a URL box that holds no URL says so in the tab's words
+    with pytest.raises(VaeLabError) as err:
+        logic.download(None, "sdxl-vae")
+    assert "https://" in str(err.value) and "python -m" not in str(err.value)
 
 
 def test_runs_wait_for_the_hosts_lock_and_keep_few_download_folders(context, vae_dir, small_photo):
@@ -420,7 +470,7 @@ def test_a_bad_latent_file_is_a_note_not_a_crash(context, tmp_path):
     bad.write_bytes(b"not a safetensors file at all")
     logic = ui.TabLogic(context)
     note = logic.on_source(ui.SOURCE_FILE, str(bad), [])[2]["value"]
-    assert "bad.safetensors" in note and "\n" not in note
+    assert "bad.safetensors" in note and "\n" not in note and str(tmp_path) not in note
     with pytest.raises(VaeLabError):
         logic.run(ui.SOURCE_FILE, None, str(bad), [vae_id(context.entries()[0])], ui.ENCODER_FIRST, "auto", "auto", None)
 
@@ -432,7 +482,7 @@ def test_safetensors_latent_file_written_by_encode_is_accepted(context, tmp_path
 
     f = save_latents(tmp_path / "x.safetensors", torch.zeros(1, 32, 8, 8), family="flux2")
     note = ui.TabLogic(context).on_source(ui.SOURCE_FILE, f, [])[2]["value"]
-    assert note == "x.safetensors: 1×32×8×8 (flux2)"
+    assert _text(note) == "x.safetensors: 1×32×8×8 (flux2)"
 
 
 def test_get_vaes_sends_the_hosts_tokens_only_where_they_belong(tmp_path):
@@ -465,3 +515,122 @@ def test_default_precision_comes_from_the_host():
     assert ui.UiContext().default_precision() == "auto"
     assert ui.UiContext(precision=lambda: "fp16").default_precision() == "fp16"
     assert ui.UiContext(precision=lambda: "nonsense").default_precision() == "auto"
+
+
+# --- what the user sees for bad input, names, and the page's own files ------------------------
+
+
+class _Upload:
+    """What Gradio 3.41 hands a handler for an uploaded file: a temp path and the user's name."""
+
+    def __init__(self, path, orig_name):
+        self.name, self.orig_name = str(path), orig_name
+
+
+def test_an_unreadable_image_is_a_message_naming_it(context, tmp_path, small_photo):
+    from PIL import Image
+
+    logic = ui.TabLogic(context)
+    junk = tmp_path / "tmpab12cd.png"
+    junk.write_bytes(b"this is not a picture")
+    preview, status = logic.on_image(_Upload(junk, "holiday.png"))
+    assert preview == "" and "vae-lab-toast-error" in status
+    assert _text(status) == "⚠ holiday.png is not an image this tab can read (PNG, JPEG, WebP, BMP, TIFF or GIF)"
+    with pytest.raises(VaeLabError, match="holiday.png is not an image"):
+        logic.run(ui.SOURCE_IMAGE, _Upload(junk, "holiday.png"), None, [vae_id(context.entries()[0].path)],
+                  ui.ENCODER_FIRST, "fp32", "auto", None)
+    cut = tmp_path / "cut.png"
+    Image.fromarray(small_photo).save(cut)
+    cut.write_bytes(cut.read_bytes()[:200])
+    assert "could not be read as an image: the file is cut short" in _text(logic.on_image(_Upload(cut, "cut.png"))[1])
+    good = tmp_path / "good.png"
+    Image.fromarray(small_photo).save(good)
+    preview, status = logic.on_image(_Upload(good, "my photo.png"))
+    assert status == "" and "my photo.png · 64×64" in _text(preview)
+
+
+def test_vae_list_names_diffusers_folders_flags_same_weights_and_gives_reasons(tmp_path):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from factories import TINY_KL, random_kl_state_dict
+
+    (tmp_path / "sdxl-vae").mkdir()
+    (tmp_path / "model" / "vae").mkdir(parents=True)
+    save_file(random_kl_state_dict(TINY_KL, seed=11), str(tmp_path / "sdxl-vae" / "diffusion_pytorch_model.safetensors"))
+    save_file(random_kl_state_dict(TINY_KL, seed=12), str(tmp_path / "model" / "vae" / "diffusion_pytorch_model.safetensors"))
+    shutil.copy(tmp_path / "sdxl-vae" / "diffusion_pytorch_model.safetensors", tmp_path / "renamed.safetensors")
+    (tmp_path / "broken.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")
+    entries = {e.name: e for e in ui.scan_vae_dirs([str(tmp_path)])}
+    assert set(entries) == {"sdxl-vae", "model/vae", "renamed.safetensors", "broken.safetensors"}
+    same = [e for e in entries.values() if e.same_as]
+    assert len(same) == 1 and {same[0].name, same[0].same_as} == {"sdxl-vae", "renamed.safetensors"}
+    assert f"same weights as {same[0].same_as}" in same[0].label
+    broken = entries["broken.safetensors"].label
+    assert broken.startswith("broken.safetensors · ⚠ not readable: ") and len(broken) < 140
+    assert str(tmp_path) not in broken and "(" not in broken  # the reason, not the parser's detail
+    # the run shows the folder's name too, not "diffusion_pytorch_model.safetensors"
+    logic = ui.TabLogic(ui.UiContext(vae_dirs=[str(tmp_path)]))
+    photo = np.zeros((16, 16, 3), np.uint8)
+    *_, result = logic.run(ui.SOURCE_IMAGE, photo, None, [vae_id(entries["sdxl-vae"].path)], ui.ENCODER_FIRST, "fp32",
+                           "auto", None)
+    assert [o.name for o in result.outcomes] == ["sdxl-vae"] and result.outcomes[0].ok
+
+
+def test_last_generation_is_offered_only_where_a_host_keeps_generations(context):
+    from vae_lab.ui.handlers import offered_sources
+
+    assert ui.SOURCE_LAST not in offered_sources(context)
+    assert ui.SOURCE_LAST in offered_sources(ui.UiContext(last_latents=lambda: None))
+
+
+def test_metrics_table_sorts_numbers_as_numbers(roundtrip):
+    from vae_lab.ui.render import metrics_html
+
+    html_table = metrics_html(["VAE", "PSNR dB", "peak MiB", "note"],
+                              [["a", "31.17", "40", ""], ["b", "9.15", "", "x"], ["c", "inf", "1", ""]])
+    import re
+
+    assert re.findall(r'data-num="(\d)"', html_table) == ["0", "1", "1", "0"]
+    assert re.findall(r'data-v="([^"]*)"', html_table) == ["31.17", "40.0", "9.15", "", "1e308", "1.0"]
+
+
+def test_the_zoomed_region_exports_at_one_to_one(roundtrip):
+    from PIL import Image
+
+    logic, (_, _, _, _, result), _ = roundtrip
+    path, *rest = logic.crop(result, "0.25,0.25,0.5,0.5")
+    assert len(rest) == 7  # the run's other files stay in the list
+    grid = Image.open(path)
+    # 3 tiles (original, TAEF2, kl) of the 32×32 centre, unscaled, plus the failed one
+    assert grid.width >= 3 * 32 and path.rsplit("/", 1)[-1].startswith("image_")
+    with pytest.raises(VaeLabError, match="zoom into a region"):
+        logic.crop(result, "")
+
+
+def test_the_page_asks_nothing_of_other_hosts():
+    """The app's HTML loses the CDN font preconnects and the iframe-resizer script."""
+    import asyncio
+
+    from vae_lab.ui.app import LocalPage
+
+    page = (b'<head><link rel="preconnect" href="https://fonts.googleapis.com" />\n<link\n rel="preconnect"\n'
+            b' href="https://fonts.gstatic.com"\n crossorigin="anonymous"\n/>\n<script\n src="https://cdnjs.'
+            b'cloudflare.com/ajax/libs/iframe-resizer/4.3.6/iframeResizer.contentWindow.min.js"\n async\n></script>'
+            b'<script type="module" crossorigin src="./assets/index.js"></script></head>')
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", b"1")]})
+        await send({"type": "http.response.body", "body": page})
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(LocalPage(app)({"type": "http"}, None, send))
+    body = sent[1]["body"]
+    assert b"https://" not in body and b"./assets/index.js" in body
+    assert dict(sent[0]["headers"])[b"content-length"] == str(len(body)).encode()

@@ -70,3 +70,7 @@ class DestinationTaken(DownloadError):
 
 class NotEnoughSpace(DownloadError):
     """The target folder's file system has less free space than the announced size."""
+
+
+class Cancelled(VaeLabError):
+    """An encode/decode stopped on request (the `cancel` argument): nothing was returned."""

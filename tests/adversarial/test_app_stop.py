@@ -45,7 +45,7 @@ def test_stop_stops_the_decode_that_is_running(tmp_path_factory, taef2_pair, mon
     first, second = result.outcomes
     # the first decode was already running when Stop came: it stopped inside, with no image
     assert first.image is None and any(w in (first.error or "").lower() for w in ("cancel", "stopped"))
-    assert second.image is None and result.cancelled and "0 of 2 VAEs decoded" in status
+    assert second.image is None and result.cancelled and "Cancelled after 0 of 2 VAEs" in status
     assert flag.looks >= 2
 
 

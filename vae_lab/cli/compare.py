@@ -61,9 +61,9 @@ def _safe_name(name: str) -> str:
 
 def read_image(path: str):
     """An image file as an HxWx3 uint8 array (via `vae_lab.files.imaging`)."""
-    from vae_lab.files.imaging import load_image, tensor_to_array
+    from vae_lab.files.imaging import load_image_array
 
-    return tensor_to_array(load_image(path))[0]
+    return load_image_array(path)
 
 
 def build_request(args):

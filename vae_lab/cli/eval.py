@@ -1,11 +1,15 @@
 """`python -m vae_lab eval`: dataset-level PSNR/SSIM (LPIPS) of VAE round trips, model-card style.
 
+Runs data-parallel under torchrun (`torchrun --nproc_per_node N -m vae_lab eval …`): each
+process a shard of the images, the numbers gathered on rank 0, equal to one process's.
+
 Exit status: 0 when every VAE ran on every image, 1 when some round trips failed (the
 table says which), 2 for bad input.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 HELP = "evaluate VAEs on a folder of images: mean +/- std of PSNR/SSIM (LPIPS) over round trips"
@@ -45,6 +49,8 @@ def run(args) -> int:
         images, list(args.vae), size=args.size, encoder=args.encoder, precision=args.precision,
         lpips_dir=args.lpips_dir, device=args.device, progress_bar=sys.stderr.isatty() or not args.json,
     )
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: rank 0 prints the gathered result
+        return 0
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

@@ -37,13 +37,11 @@ def list_images(folder: str) -> list[str]:
 def prepare_image(path: str, size: int):
     """HxWx3 uint8: center crop to the largest square, bicubic resize to size×size."""
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise VaeLabError(f"{path}: not a readable image ({type(err).__name__})") from None
+    from vae_lab.files.imaging import load_image_array
+
+    im = Image.fromarray(load_image_array(path))  # the one image loader: regular files, bounded, EXIF, bit depth
     w, h = im.size
     s = min(w, h)
     left, top = (w - s) // 2, (h - s) // 2
@@ -137,7 +135,12 @@ def evaluate(
     progress_bar: bool = True,
     load=None,
 ) -> EvalResult:
-    """Round-trip every image with every VAE (see the module doc)."""
+    """Round-trip every image with every VAE (see the module doc).
+
+    Under `torchrun` each process takes every WORLD_SIZE-th image (its rank's share, on
+    its own GPU: cuda:LOCAL_RANK), and the per-image numbers are gathered in the original
+    order, so every rank returns the single-process result; print it on rank 0 only.
+    """
     from tqdm import tqdm
 
     from vae_lab.compare.runner import CompareRequest, run_compare
@@ -146,32 +149,76 @@ def evaluate(
         raise VaeLabError(f"--size must be at least 16, got {size}")
     if not vae_paths:
         raise VaeLabError("no VAE to evaluate: give at least one")
-    rows = [EvalRow(vae=os.path.basename(p), path=p) for p in vae_paths]
-    result = EvalResult(size=size, images=[], rows=rows)
-    for path in tqdm(image_paths, desc="eval", unit="img", disable=not progress_bar, dynamic_ncols=True):
+    rank, world = _distributed()
+    if world > 1 and device is None:
+        device = _rank_device()
+    records = []  # this process's share of the images, as plain data (gathered across ranks)
+    mine = list(enumerate(image_paths))[rank::world]
+    for index, path in tqdm(mine, desc="eval", unit="img", disable=not progress_bar or rank != 0, dynamic_ncols=True):
         try:
             img = prepare_image(path, size)
         except VaeLabError as err:
-            result.skipped_images.append((path, str(err)))
+            records.append({"i": index, "path": path, "skip": str(err)})
             continue
-        result.images.append(path)
         req = CompareRequest(image=img, vae_paths=list(vae_paths), encoder=encoder, precision=precision,
                              tile=tile, lpips_dir=lpips_dir, device=device)
         res = run_compare(req, load=load)
-        result.lpips_note = res.lpips_note
-        for row, o in zip(rows, res.outcomes):
-            row.vae, row.family = o.name, o.family or row.family
-            if not o.ok or o.psnr is None:
+        records.append({"i": index, "path": path, "skip": None, "lpips_note": res.lpips_note,
+                        "out": [(o.name, o.family, o.ok, o.psnr, o.ssim, o.lpips, o.decode_seconds, o.error)
+                                for o in res.outcomes]})
+    if world > 1:
+        import torch.distributed as dist
+
+        gathered = [None] * world
+        dist.all_gather_object(gathered, records)
+        records = [r for part in gathered for r in part]
+    records.sort(key=lambda r: r["i"])  # the single-process order: the same lists, the same means
+    rows = [EvalRow(vae=os.path.basename(p), path=p) for p in vae_paths]
+    result = EvalResult(size=size, images=[], rows=rows)
+    for rec in records:
+        if rec["skip"] is not None:
+            result.skipped_images.append((rec["path"], rec["skip"]))
+            continue
+        result.images.append(rec["path"])
+        result.lpips_note = rec["lpips_note"]
+        for row, (name, family, ok, psnr, ssim, lpips, secs, error) in zip(rows, rec["out"]):
+            row.vae, row.family = name, family or row.family
+            if not ok or psnr is None:
                 row.failed += 1
-                row.first_error = row.first_error or o.error
+                row.first_error = row.first_error or error
                 continue
-            row.psnr.append(o.psnr)
-            if o.ssim is not None:
-                row.ssim.append(o.ssim)
-            if o.lpips is not None:
-                row.lpips.append(o.lpips)
-            if o.decode_seconds is not None:
-                row.decode_seconds.append(o.decode_seconds)
+            row.psnr.append(psnr)
+            if ssim is not None:
+                row.ssim.append(ssim)
+            if lpips is not None:
+                row.lpips.append(lpips)
+            if secs is not None:
+                row.decode_seconds.append(secs)
     if not result.images:
         raise VaeLabError("none of the images could be read")
     return result
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) under `torchrun` (torch.distributed, initialised here: nccl on CUDA,
+    gloo on CPU); (0, 1) in a plain process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _rank_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+    return "cpu"

@@ -31,7 +31,7 @@ SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
 LPIPS_ENV = "VAE_LAB_LPIPS_DIR"
-LPIPS_NOTE_MISSING = "LPIPS: no local weights (see README)"
+LPIPS_NOTE_MISSING = "LPIPS: no local weights (see docs/tab.md, LPIPS)"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -167,7 +167,7 @@ def find_lpips_weights(directory: str | None = None) -> tuple[str, str] | str:
         lin = os.path.join(directory, "alex.pth")
         if backbone and os.path.isfile(lin):
             return backbone[0], lin
-        return f"LPIPS: {directory} lacks alexnet-owt-*.pth and alex.pth (see README)"
+        return f"LPIPS: {directory} lacks alexnet-owt-*.pth and alex.pth (see docs/tab.md, LPIPS)"
     lin = None
     try:
         import importlib.util
@@ -289,6 +289,27 @@ def load_lpips(directory: str | None = None, device=None) -> tuple[Lpips | None,
 
 
 # --------------------------------------------------------------------------- summaries
+
+
+HISTOGRAM_BINS = 32
+
+
+def color_shift(reference, image) -> tuple[float, float, float]:
+    """Mean (R, G, B) of `image` − `reference` in 0–255 levels: a VAE that tints or darkens
+    shows it here even when PSNR looks fine (e.g. an SDXL VAE on SD1 latents: washed out)."""
+    import numpy as np
+
+    d = image[..., :3].astype(np.float64) - reference[..., :3].astype(np.float64)
+    return tuple(float(v) for v in d.reshape(-1, 3).mean(axis=0))
+
+
+def histogram(image, bins: int = HISTOGRAM_BINS):
+    """Per-channel histogram of a uint8 HxWx3 image: uint32 [3, bins] over 0–255."""
+    import numpy as np
+
+    flat = image[..., :3].reshape(-1, 3)
+    idx = (flat.astype(np.uint16) * bins) >> 8
+    return np.stack([np.bincount(idx[:, c], minlength=bins)[:bins] for c in range(3)]).astype(np.uint32)
 
 
 def mean_std(values) -> tuple[float, float]:

@@ -14,379 +14,60 @@ the reference's uint8 array, as float in [0, 1] (`vae_lab.compare.metrics`).
 
 Each VAE is run on its own: one that fails to load, has no decoder, or does not speak the
 latents' space gets its error in its own `VaeOutcome` and the others still run. Loaded
-VAEs are kept in a small LRU (`VaeCache`) so repeated runs in the tab don't re-read files.
+VAEs are kept in a small LRU (`compare.cache.VaeCache`) so repeated runs in the tab don't re-read files.
 
-The Gradio tab (`vae_lab/ui.py`) and `python -m vae_lab compare/eval` are built on
+The request and result data live in `result.py`, their tables in `report.py`.
+The Gradio tab (`vae_lab.ui`) and `python -m vae_lab compare/eval` are built on
 `run_compare`; this module does not know about either.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
+import inspect
 import os
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from vae_lab.errors import IncompatibleVae, VaeLabError
+from vae_lab.compare.cache import VaeCache, default_cache
+from vae_lab.compare.report import caption_lines, family_label, format_bytes
+from vae_lab.compare.result import ENCODERS, CompareRequest, CompareResult, VaeOutcome
+from vae_lab.errors import Cancelled, IncompatibleVae, VaeLabError
 
-SSIM_DEFINITION = "Gaussian window sigma=1.5 (11x11), K1=0.01, K2=0.03, population covariance, per RGB channel, data range 1"
-ENCODERS = ("first", "own")
+# the data and report names are importable from here too (the CLI, the tab and bench use them)
+__all__ = ["run_compare", "check_compatible", "CompareCancelled", "CompareRequest", "CompareResult", "VaeOutcome",
+           "VaeCache", "default_cache", "caption_lines", "family_label", "format_bytes"]
 
 
 class CompareCancelled(VaeLabError):
     """The user cancelled the comparison."""
 
 
-# --------------------------------------------------------------------------- request / results
-
-
 @dataclass
-class CompareRequest:
-    """What to compare. Give exactly one of `image` (round trip) and `latents` (latent mode)."""
+class _Latents:
+    """Latents made once from the image and decoded by several VAEs (round trip)."""
 
-    image: Any = None  # HxWx3 uint8 numpy array (round trip)
-    latents: Any = None  # torch.Tensor [B, C, h, w] or [C, h, w], diffusion space (latent mode)
-    vae_paths: list[str] = field(default_factory=list)
-    encoder: str = "first"  # "first" | "own" | path of a VAE whose encoder makes the latents
-    precision: str = "auto"  # passed to Vae.encode/decode: "auto" (fp16 on GPU) | "fp32" | "fp16" | "bf16"
-    tile: Any = "auto"  # passed to Vae.encode/decode: "auto" | True | False
-    reference: str | None = None  # latent mode: a VAE path whose fp32 decode is the reference
-    diff_pair: tuple | None = None  # (a, b): entries by index in `entries()` (0 = reference) or label
-    diff_gain: float = 4.0
-    latents_family: str | None = None  # family the latents come from, when known ("sd1", "sdxl", …)
-    batch_index: int = 0  # which image of a latent batch
-    image_size: tuple | None = None  # latent mode: (H, W) to crop decodes to (from the latent file)
-    lpips: bool = True  # compute LPIPS when its weights are local
-    lpips_dir: str | None = None  # folder with LPIPS weights (else $VAE_LAB_LPIPS_DIR / lpips package)
-    device: str | None = None  # device for the VAEs and metrics (default: cuda when present, else cpu)
-
-    @classmethod
-    def from_last_latents(cls, vae_paths, **options) -> "CompareRequest":
-        """A latent-mode request for the last generation's latents (`vae_lab.runtime.last_latents`)."""
-        from vae_lab.runtime import last_latents
-
-        last = last_latents.get()
-        if last is None:
-            raise VaeLabError("there are no latents from a generation yet: generate an image first, or use a latent file")
-        options.setdefault("latents_family", last.family)
-        return cls(latents=last.latents, vae_paths=list(vae_paths), **options)
+    latents: Any
+    family: str | None
+    encoder_name: str
+    encoder_index: int | None  # which entry's own encoder made them (its encode time is shown)
+    seconds: float | None
 
 
-@dataclass
-class VaeOutcome:
-    """One VAE's entry: its image and numbers, or the one-line reason it has none."""
-
-    name: str
-    path: str
-    family: str | None = None
-    kind: str | None = None
-    image: Any = None  # HxWx3 uint8 numpy array, or None
-    error: str | None = None
-    precision_used: str | None = None
-    fallback: list = field(default_factory=list)  # precisions that gave NaN/Inf and were retried
-    tiled: bool | None = None
-    encode_seconds: float | None = None  # only when this VAE's own encoder ran for this entry
-    decode_seconds: float | None = None
-    peak_memory_bytes: int | None = None
-    psnr: float | None = None
-    ssim: float | None = None
-    lpips: float | None = None
-    encoder: str | None = None  # name of the VAE whose encoder made the latents (round trip)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.image is not None
+def _cancel_kwargs(fn, cancel) -> dict:
+    """`{"cancel": cancel}` when `fn` (Vae.encode/decode) takes one, so Stop also ends a long
+    decode between its tiles; older engines without it are only stopped between VAEs."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"cancel": cancel} if "cancel" in params else {}
 
 
-@dataclass
-class CompareResult:
-    mode: str  # "roundtrip" | "latents"
-    outcomes: list[VaeOutcome]
-    reference_image: Any = None  # HxWx3 uint8 or None
-    reference_label: str | None = None
-    lpips_note: str | None = None  # why the LPIPS column is empty, when it is
-    metrics_note: str | None = None  # why PSNR/SSIM are empty, when they are
-    diff_image: Any = None  # the requested difference map (uint8) or None
-    diff_label: str | None = None
-    cancelled: bool = False
-    settings: dict = field(default_factory=dict)
+def _is_engine_cancel(err: BaseException) -> bool:
+    from vae_lab import errors
 
-    # ---- entries, table
-
-    def entries(self) -> list[tuple[str, Any]]:
-        """(label, uint8 image or None) in display order: the reference first when there is one."""
-        out = []
-        if self.reference_image is not None:
-            out.append((self.reference_label or "reference", self.reference_image))
-        out.extend((o.name, o.image) for o in self.outcomes)
-        return out
-
-    def rows(self) -> list[dict]:
-        """One dict per VAE for a table: raw numbers (None when absent)."""
-        rows = []
-        for o in self.outcomes:
-            rows.append(
-                {
-                    "vae": o.name,
-                    "path": o.path,
-                    "family": o.family,
-                    "kind": o.kind,
-                    "encoder": o.encoder,
-                    "precision": o.precision_used,
-                    "fallback": list(o.fallback or []),
-                    "tiled": o.tiled,
-                    "encode_s": o.encode_seconds,
-                    "decode_s": o.decode_seconds,
-                    "peak_memory_bytes": o.peak_memory_bytes,
-                    "psnr": _finite_or_none(o.psnr),
-                    "psnr_infinite": bool(o.psnr is not None and math.isinf(o.psnr)),
-                    "ssim": o.ssim,
-                    "lpips": o.lpips,
-                    "error": o.error,
-                }
-            )
-        return rows
-
-    def display_rows(self) -> tuple[list[str], list[list[str]]]:
-        """(headers, rows of strings) for people: the CLI table and the tab's dataframe."""
-        headers = ["VAE", "family", "precision", "decode s", "peak MB", "PSNR dB", "SSIM", "LPIPS", "note"]
-        body = []
-        for o in self.outcomes:
-            if o.error:
-                err = o.error if len(o.error) <= 110 else o.error[:109] + "…"
-                body.append([o.name, family_label(o.family), "", "", "", "", "", "", err])
-                continue
-            prec = o.precision_used or ""
-            if o.fallback:
-                prec += f" (after {'/'.join(o.fallback)} NaN)"
-            note = []
-            if o.tiled:
-                note.append("tiled")
-            if o.encoder and o.encoder != o.name:
-                note.append(f"encoded by {o.encoder}")
-            body.append(
-                [
-                    o.name,
-                    family_label(o.family),
-                    prec,
-                    _fmt(o.decode_seconds, "{:.2f}"),
-                    _fmt(None if o.peak_memory_bytes is None else o.peak_memory_bytes / 2**20, "{:.0f}"),
-                    "inf" if (o.psnr is not None and math.isinf(o.psnr)) else _fmt(o.psnr, "{:.2f}"),
-                    _fmt(o.ssim, "{:.4f}"),
-                    _fmt(o.lpips, "{:.4f}") if o.lpips is not None else ("n/a" if self.lpips_note else ""),
-                    ", ".join(note),
-                ]
-            )
-        return headers, body
-
-    def table(self) -> str:
-        """The metrics table as aligned text, with the reference and notes underneath."""
-        headers, body = self.display_rows()
-        widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)]
-        line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-        out = [line(headers), line(["-" * w for w in widths])]
-        out += [line(r) for r in body]
-        if self.reference_label:
-            out.append(f"reference: {self.reference_label}")
-        for note in (self.metrics_note, self.lpips_note):
-            if note:
-                out.append(note)
-        if self.cancelled:
-            out.append("cancelled: the entries marked so did not run")
-        return "\n".join(out)
-
-    def to_csv(self) -> str:
-        buf = io.StringIO()
-        rows = self.rows()
-        cols = list(rows[0]) if rows else ["vae"]
-        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            r = dict(r)
-            r["fallback"] = "/".join(r["fallback"])
-            w.writerow({k: ("" if v is None else v) for k, v in r.items()})
-        return buf.getvalue()
-
-    def to_dict(self) -> dict:
-        return {
-            "mode": self.mode,
-            "reference": self.reference_label,
-            "metrics_compare": "uint8 images as shown, as float in [0, 1]",
-            "ssim": SSIM_DEFINITION,
-            "metrics_note": self.metrics_note,
-            "lpips_note": self.lpips_note,
-            "diff": self.diff_label,
-            "cancelled": self.cancelled,
-            "settings": self.settings,
-            "results": self.rows(),
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    # ---- images
-
-    def _entry(self, key) -> tuple[str, Any]:
-        entries = self.entries()
-        if isinstance(key, int):
-            if not -len(entries) <= key < len(entries):
-                raise VaeLabError(f"no entry {key}: there are {len(entries)}")
-            return entries[key]
-        for label, img in entries:
-            if label == key:
-                return label, img
-        for o in self.outcomes:
-            if key in (o.path, os.path.basename(o.path)):
-                return o.name, o.image
-        if key == "reference" and self.reference_image is not None:
-            return entries[0]
-        raise VaeLabError(f"no entry named {key!r}")
-
-    def difference_map(self, a, b, gain: float = 4.0):
-        """|a − b| × gain per channel, clipped, as a uint8 HxWx3 image (a, b: index or label)."""
-        import numpy as np
-
-        la, ia = self._entry(a)
-        lb, ib = self._entry(b)
-        if ia is None or ib is None:
-            missing = la if ia is None else lb
-            raise VaeLabError(f"{missing} has no image to compare")
-        if ia.shape != ib.shape:
-            raise VaeLabError(f"{la} and {lb} differ in size: {ia.shape[1]}x{ia.shape[0]} vs {ib.shape[1]}x{ib.shape[0]}")
-        d = np.abs(ia.astype(np.int16) - ib.astype(np.int16)).astype(np.float32) * float(gain)
-        return np.clip(d + 0.5, 0, 255).astype(np.uint8)
-
-    def grid(self, *, columns: int | None = None, tile: int | None = None, include_diff: bool = True):
-        """The side-by-side grid (PIL image): reference first, one labelled tile per VAE."""
-        from vae_lab.compare.grid import Tile, make_grid
-
-        tiles = []
-        if self.reference_image is not None:
-            tiles.append(Tile(self.reference_image, self.reference_label or "reference", ["reference"]))
-        for o in self.outcomes:
-            tiles.append(Tile(o.image, o.name, caption_lines(o), error=o.error))
-        if include_diff and self.diff_image is not None:
-            tiles.append(Tile(self.diff_image, "difference", [self.diff_label or ""]))
-        return make_grid(tiles, columns=columns, tile=tile)
-
-
-def caption_lines(o: VaeOutcome) -> list[str]:
-    """The caption under one decoded image, shared by the tab's cells and the grid PNG:
-    family, kind and precision (and any NaN fallback); times and peak memory; metrics;
-    whose encoder made the latents when it was another VAE's. Empty for a failed entry."""
-    if o.error:
-        return []
-    prec = o.precision_used or "?"
-    if o.fallback:
-        prec += f" (after NaN in {', '.join(o.fallback)})"
-    first = [family_label(o.family) or "unknown family", o.kind or "?", prec] + (["tiled"] if o.tiled else [])
-    t = f"decode {o.decode_seconds:.2f} s" if o.decode_seconds is not None else "decode n/a"
-    if o.encode_seconds:
-        t += f" · encode {o.encode_seconds:.2f} s"
-    lines = [" · ".join(first), f"{t} · peak {format_bytes(o.peak_memory_bytes)}"]
-    m = []
-    if o.psnr is not None:
-        m.append("PSNR inf (identical)" if math.isinf(o.psnr) else f"PSNR {o.psnr:.2f} dB")
-    if o.ssim is not None:
-        m.append(f"SSIM {o.ssim:.4f}")
-    if o.lpips is not None:
-        m.append(f"LPIPS {o.lpips:.4f}")
-    if m:
-        lines.append(" · ".join(m))
-    if o.encoder and o.encoder != o.name:
-        lines.append(f"latents from {o.encoder}'s encoder")
-    return lines
-
-
-def format_bytes(n) -> str:
-    """'11.1 MiB' for a byte count; 'n/a' for None."""
-    if n is None:
-        return "n/a"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return ""
-
-
-def family_label(key: str | None) -> str:
-    """'SDXL' for 'sdxl'; unknown keys as they are; '' for None."""
-    from vae_lab.identity import families
-
-    fam = families.get(key or "")
-    return fam.label if fam else (key or "")
-
-
-def _fmt(v, spec):
-    return "" if v is None else spec.format(v)
-
-
-def _finite_or_none(v):
-    return None if v is None or not math.isfinite(v) else float(v)
-
-
-# --------------------------------------------------------------------------- loaded-VAE cache
-
-
-class VaeCache:
-    """A small LRU of loaded `Vae` objects keyed by (real path, mtime, size, device).
-
-    A changed file (new mtime or size) is loaded again; at most `maxsize` models are kept
-    (4: a typical comparison of up to four VAEs is not re-read on the next run). Models stay
-    on their device until evicted, so a host that needs the memory back calls `clear()`.
-    """
-
-    def __init__(self, maxsize: int = 4):
-        self.maxsize = maxsize
-        self._items: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def key(path: str, device=None) -> tuple:
-        real = os.path.realpath(path)
-        try:
-            st = os.stat(real)
-            return real, st.st_mtime_ns, st.st_size, str(device)
-        except OSError:
-            return real, None, None, str(device)
-
-    def load(self, path: str, device=None):
-        from vae_lab.runtime.engine import load_vae
-
-        k = self.key(path, device)
-        with self._lock:
-            if k in self._items:
-                self._items.move_to_end(k)
-                return self._items[k]
-        vae = load_vae(path, device=device)
-        with self._lock:
-            self._items[k] = vae
-            self._items.move_to_end(k)
-            while len(self._items) > self.maxsize:
-                self._items.popitem(last=False)
-        return vae
-
-    def __len__(self):
-        return len(self._items)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-_default_cache = VaeCache()
-
-
-def default_cache() -> VaeCache:
-    return _default_cache
-
-
-# --------------------------------------------------------------------------- running
+    typed = getattr(errors, "Cancelled", None)
+    return isinstance(err, CompareCancelled) or (isinstance(typed, type) and isinstance(err, typed))
 
 
 def _is_cancelled(cancel) -> bool:
@@ -495,7 +176,7 @@ def run_compare(
     """
     _check_request(request)
     if load is None:
-        load = lambda path: _default_cache.load(path, device=request.device)  # noqa: E731
+        load = lambda path: default_cache().load(path, device=request.device)  # noqa: E731
     return _Comparison(request, progress, cancel, load).run()
 
 
@@ -511,7 +192,7 @@ class _Comparison:
         self.roundtrip = req.image is not None
         self.result = CompareResult(
             mode="roundtrip" if self.roundtrip else "latents",
-            outcomes=[VaeOutcome(name=_name_of(p), path=p) for p in self.paths],
+            outcomes=[VaeOutcome(name=req.names.get(p) or _name_of(p), path=p) for p in self.paths],
             settings={
                 "encoder": req.encoder if self.roundtrip else None,
                 "precision": req.precision,
@@ -522,6 +203,7 @@ class _Comparison:
         )
         shared_encode = self.roundtrip and req.encoder != "own"
         self.steps = len(self.paths) + int(shared_encode) + int(not self.roundtrip and bool(req.reference))
+        self.shared: dict[int, _Latents] = {}  # entry index -> the shared latents it decodes
         self.done = 0
         self._vaes: dict[int, Any] = {}
         # what every VAE decodes (round trip with encoder="own": made per VAE instead)
@@ -529,9 +211,6 @@ class _Comparison:
         self.latents_family = req.latents_family
         self.size = None
         self.pixels = None
-        self.encoder_name = None
-        self.encoder_index = None  # which entry's own encoder made the shared latents
-        self.encode_seconds = None
         self.lpips_model = None
 
     # ---- steps
@@ -560,9 +239,15 @@ class _Comparison:
             self.progress(1.0, "cancelled" if res.cancelled else "done")
         return res
 
-    def _step(self, text: str) -> None:
-        if _is_cancelled(self.cancel):
+    def _is_cancelled(self) -> bool:
+        return _is_cancelled(self.cancel)
+
+    def _check_cancel(self) -> None:
+        if self._is_cancelled():
             raise CompareCancelled("comparison cancelled")
+
+    def _step(self, text: str) -> None:
+        self._check_cancel()
         if self.progress is not None:
             self.progress(min(self.done / max(self.steps, 1), 0.99), text)
         self.done += 1
@@ -586,23 +271,72 @@ class _Comparison:
         self.pixels = _from_uint8(req.image)
         if req.encoder == "own":
             return
+        if req.encoder == "family":
+            self._encode_by_family()
+            return
         self._step("encoding the image")
         vae, index = self._pick_encoder()
         if isinstance(vae, str):
-            error = vae
-        else:
+            for o in res.outcomes:
+                o.error = vae
+            return
+        shared = self._encode(vae, index, range(len(self.paths)))
+        if shared is not None:
+            res.settings["encoder_used"] = shared.encoder_name
+
+    def _encode(self, vae, index, members) -> _Latents | None:
+        """Encode the image with `vae` for the entries `members`; an error goes to each of them."""
+        req = self.req
+        try:
+            er = vae.encode(self.pixels, precision=req.precision, tile=req.tile,
+                            **_cancel_kwargs(vae.encode, self._is_cancelled))
+        except Exception as err:
+            if _is_engine_cancel(err):
+                raise CompareCancelled("comparison cancelled") from None
+            for i in members:
+                self.result.outcomes[i].error = f"encoding with {vae.name} failed: {_error_line(err)}"
+            return None
+        name = self.result.outcomes[index].name if index is not None else vae.name
+        shared = _Latents(er.latents, getattr(vae, "family", None), name, index, er.seconds)
+        for i in members:
+            self.shared[i] = shared
+        self.result.settings["encode_precision"] = er.precision_used
+        self.result.settings.setdefault("encoders", []).append({
+            "encoder": name, "latent_channels": int(er.latents.shape[1]), "family": shared.family,
+            "vaes": [self.result.outcomes[i].name for i in members],
+        })
+        return shared
+
+    def _encode_by_family(self) -> None:
+        """Group the VAEs by latent space (channels and known family); each group's first VAE with
+        an encoder makes the latents for the whole group. Any mix of VAEs compares this way."""
+        groups: dict[tuple, list[int]] = {}
+        for i, path in enumerate(self.paths):
+            self._check_cancel()
             try:
-                er = vae.encode(self.pixels, precision=req.precision, tile=req.tile)
-            except Exception as err:
-                error = f"encoding with {vae.name} failed: {_error_line(err)}"
-            else:
-                self.latents, self.latents_family = er.latents, getattr(vae, "family", None)
-                self.encoder_name, self.encoder_index, self.encode_seconds = vae.name, index, er.seconds
-                res.settings["encoder_used"] = vae.name
-                res.settings["encode_precision"] = er.precision_used
-                return
-        for o in res.outcomes:
-            o.error = error
+                vae = self._vae(i)
+            except Exception:
+                continue  # its own entry reports the load error
+            groups.setdefault((vae.latent_channels, _known_family(getattr(vae, "family", None))), []).append(i)
+        self.steps = len(self.paths) + len(groups)
+        self.done = 0
+        for (channels, family), members in groups.items():
+            encoder = next((i for i in members if getattr(self._vae(i), "has_encoder", True)), None)
+            if encoder is None:
+                space = f"{channels}-channel" + (f" {family_label(family)}" if family else "")
+                for i in members:
+                    o = self.result.outcomes[i]
+                    o.error = (f"{o.name} has no encoder, and no other ticked VAE of its latent space "
+                               f"({space}) has one to make latents from the image")
+                self.done += 1
+                continue
+            vae = self._vae(encoder)
+            others = len(members) - 1
+            who = self.result.outcomes[encoder].name
+            self._step(f"encoding the image with {who}" + (f" (for {others} more)" if others else ""))
+            self._encode(vae, encoder, members)
+        if len(groups) == 1 and self.result.settings.get("encoders"):
+            self.result.settings["encoder_used"] = self.result.settings["encoders"][0]["encoder"]
 
     def _pick_encoder(self):
         """(Vae, its index in the list or None), or a one-line reason no encoder can be used.
@@ -658,29 +392,42 @@ class _Comparison:
         vae = None
         try:
             vae = self._vae(i)
-            o.name = getattr(vae, "name", None) or o.name
+            o.name = req.names.get(self.paths[i]) or getattr(vae, "name", None) or o.name
             o.family = getattr(vae, "family", None)
             o.kind = getattr(vae, "kind", None)
+            o.latent_channels = getattr(vae, "latent_channels", None)
+            o.weights_id = getattr(vae, "weights_id", None)
+            sha = getattr(getattr(vae, "info", None), "file_sha256", None)
+            o.vae_hash = sha[:10] if sha else None
             latents, family = self.latents, self.latents_family
+            cancel = self._is_cancelled
             if self.roundtrip and req.encoder == "own":
                 if not getattr(vae, "has_encoder", True):
                     raise IncompatibleVae(f"{vae.name} has no encoder for its own round trip")
-                er = vae.encode(self.pixels, precision=req.precision, tile=req.tile)
+                er = vae.encode(self.pixels, precision=req.precision, tile=req.tile,
+                                **_cancel_kwargs(vae.encode, cancel))
                 latents, family = er.latents, getattr(vae, "family", None)
-                o.encoder, o.encode_seconds = vae.name, er.seconds
+                o.encoder, o.encode_seconds = o.name, er.seconds
             elif self.roundtrip:
-                o.encoder = self.encoder_name
-                if self.encoder_index == i:
-                    o.encode_seconds = self.encode_seconds
+                shared = self.shared[i]
+                latents, family = shared.latents, shared.family
+                o.encoder = shared.encoder_name
+                if shared.encoder_index == i:
+                    o.encode_seconds = shared.seconds
             check_compatible(vae, latents, family)
-            dr = vae.decode(latents, precision=req.precision, tile=req.tile, size=self.size)
+            dr = vae.decode(latents, precision=req.precision, tile=req.tile, size=self.size,
+                            **_cancel_kwargs(vae.decode, cancel))
             o.image = _to_uint8(dr.images)
             o.precision_used = dr.precision_used
             o.fallback = list(dr.fallback or [])
             o.tiled = bool(dr.tiled)
             o.decode_seconds = dr.seconds
             o.peak_memory_bytes = dr.peak_memory_bytes
+        except Cancelled:  # Stop reached inside the decode (engine `cancel`): the run ends here
+            raise CompareCancelled("comparison cancelled") from None
         except Exception as err:  # one VAE's failure never ends the run
+            if _is_engine_cancel(err):
+                raise CompareCancelled("comparison cancelled") from None
             o.error, o.image = _error_line(err) if vae is not None else _entry_error(err, self.paths[i]), None
             return
         _measure(o, self.result, req, self.lpips_model, vae)
@@ -729,6 +476,10 @@ def _measure(o: VaeOutcome, result: CompareResult, req: CompareRequest, lpips_mo
         o.error = f"decoded {o.image.shape[1]}x{o.image.shape[0]}, reference is {ref.shape[1]}x{ref.shape[0]}"
         return
     dev = _metrics_device(req, vae)
+    o.color_shift = metrics.color_shift(ref, o.image)
+    o.histogram = metrics.histogram(o.image)
+    if result.reference_histogram is None:
+        result.reference_histogram = metrics.histogram(ref)
     o.psnr = metrics.psnr(ref, o.image, device=dev)
     o.ssim = metrics.ssim(ref, o.image, device=dev) if min(ref.shape[:2]) >= 11 else None
     if lpips_model is not None:

@@ -14,7 +14,7 @@ from email.utils import collapse_rfc2231_value
 from urllib.parse import unquote, urlsplit
 
 from vae_lab.errors import DownloadError, DownloadRefused, NotEnoughSpace
-from vae_lab.identity.catalog import WEIGHT_EXTENSIONS as ALLOWED_EXTENSIONS
+from vae_lab.files.folders import PICKLE_EXTENSIONS, WEIGHT_EXTENSIONS as ALLOWED_EXTENSIONS
 
 # Names Windows reserves for devices, whatever the extension ("nul.safetensors" is the NUL device).
 _WINDOWS_DEVICES = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(1, 10)} | {f"lpt{i}" for i in range(1, 10)}
@@ -117,7 +117,7 @@ def check_payload_start(head: bytes, filename: str, content_type: str = "") -> N
     if lower.endswith(".safetensors"):
         if not _looks_like_safetensors(head):  # `head` is under 9 bytes only when that is the whole file
             raise DownloadRefused("the server's bytes are not a safetensors file (bad header)")
-    elif lower.endswith((".ckpt", ".pt", ".pth", ".bin")):
+    elif lower.endswith(PICKLE_EXTENSIONS):
         # torch.save: a zip archive; legacy: a pickle (protocol 2+ starts with 0x80).
         if head and not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
             raise DownloadRefused("the server's bytes are not a PyTorch checkpoint (neither zip nor pickle)")

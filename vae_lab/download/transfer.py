@@ -78,6 +78,7 @@ from vae_lab.errors import (  # noqa: F401  (re-exported)
 )
 from vae_lab.identity import catalog
 from vae_lab.identity.catalog import file_sha256
+from vae_lab.files.folders import WEBUI_LISTED_EXTENSIONS, weight_files
 from vae_lab.paths import EXTENSION_ROOT
 
 log = logging.getLogger("vae_lab.download")
@@ -85,7 +86,7 @@ log = logging.getLogger("vae_lab.download")
 # With no size known from the catalog, the caller or the server, stop here: the largest VAE-like
 # file known (OpenAI's Consistency Decoder) is 2.5 GB, a kl-f8 VAE 335 MB.
 MAX_UNKNOWN_SIZE = 8 << 30
-WEBUI_LISTS = (".safetensors", ".ckpt", ".pt")  # A1111's VAE globs; .pth/.bin are saved but not listed
+WEBUI_LISTS = WEBUI_LISTED_EXTENSIONS  # A1111's VAE globs; .pth/.bin are saved but not listed
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 Progress = Callable[[int, "int | None"], None]
@@ -670,10 +671,8 @@ def _run(transfer: _Transfer, *, identify: bool, to_safetensors: bool) -> Downlo
 
 def _warn_same_basename(result: DownloadResult, dest: Path) -> None:
     """A1111 keys its VAE list by file name: a namesake in a subfolder hides one of the two."""
-    for root, dirs, files in os.walk(dest):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        if result.filename in files:
-            other = os.path.join(root, result.filename)
+    for other in weight_files(dest):
+        if os.path.basename(other) == result.filename:
             if os.path.abspath(other) != os.path.abspath(result.path):
                 result.warnings.append(
                     f"{os.path.relpath(other, dest)} has the same file name; the WebUI lists VAEs by name, "

@@ -19,6 +19,7 @@ from vae_lab.files import layout as L
 from vae_lab.models.arch import KLArch, TAEArch, infer_kl_arch, infer_tae_arch
 from vae_lab.models.shapes import expected_shapes
 from vae_lab.errors import BadVaeFile
+from vae_lab.files.folders import WEIGHT_EXTENSIONS
 from vae_lab.files.readers import RawFile, read_container
 
 _SHOW = 3  # tensor names shown in an error message
@@ -97,6 +98,7 @@ def _normalise(raw: RawFile, path: str):
             # training bookkeeping next to the weights ("epoch": 3, "callbacks": {...}): not part of the model
             dropped.append(k)
             continue
+        check_tensor_bytes(value, k, path)
         if not value.is_floating_point():
             raise BadVaeFile(f"{path}: {k!r} holds {value.dtype} values, not floating point weights")
         sd[k[len(prefix):]] = value
@@ -115,8 +117,10 @@ def _normalise(raw: RawFile, path: str):
     return kind, disk_layout, sd, len(dropped)
 
 
-def validate(sd: Mapping, expected: Mapping, path: str, what: str) -> None:
-    """Every expected tensor present with its shape, nothing else; else one line saying what is wrong."""
+def shape_problems(sd: Mapping, expected: Mapping) -> list[str]:
+    """What keeps `sd` from being exactly `expected` ({name: shape}): missing, unexpected and
+    mis-shaped tensors, each counted and with a few names. The one check of a state dict
+    against what a model needs, for files (`validate`) and for live modules (`runtime.swap`)."""
     have = set(sd)
     missing = set(expected) - have
     extra = have - set(expected)
@@ -129,8 +133,50 @@ def validate(sd: Mapping, expected: Mapping, path: str, what: str) -> None:
     if wrong:
         shown = ", ".join(f"{k} {list(sd[k].shape)} != {list(expected[k])}" for k in wrong[:_SHOW])
         problems.append(f"{len(wrong)} with the wrong shape ({shown}{', …' if len(wrong) > _SHOW else ''})")
+    return problems
+
+
+def validate(sd: Mapping, expected: Mapping, path: str, what: str) -> None:
+    """Every expected tensor present with its shape, nothing else; else one line saying what is wrong."""
+    problems = shape_problems(sd, expected)
     if problems:
         raise BadVaeFile(f"{path}: not a complete {what}: " + "; ".join(problems))
+
+
+def check_tensor_bytes(t, key: str, path: str) -> None:
+    """Refuse a tensor that is not plain dense data, or that claims more than its storage.
+
+    A pickle chooses each tensor's size, strides and offset freely: stride 0 makes one float
+    look like a 335 MB conv weight, and copying it (a swap, a convert) makes that real. Dense
+    weights never hold more elements than their storage, so that is the rule.
+    """
+    import torch
+
+    if t.layout is not torch.strided or t.is_quantized or t.device.type != "cpu":
+        what = t.layout if t.layout is not torch.strided else ("quantized" if t.is_quantized else t.device.type)
+        raise BadVaeFile(f"{path}: {key!r} is a {what} tensor, not dense weights")
+    need = t.numel() * t.element_size()
+    have = t.untyped_storage().nbytes()
+    if need > have:
+        raise BadVaeFile(
+            f"{path}: refused: tensor {key!r} claims {need:,} bytes from a storage of {have:,} "
+            "(a stride-0 or overlapping view)"
+        )
+
+
+def check_bytes_against_files(sd: Mapping, files: list[str], path: str) -> None:
+    """Refuse tensors that together hold more bytes than the files they were read from.
+
+    Each tensor passed `check_tensor_bytes`, but many tensors can view one storage: 248 views
+    of one 1 MB storage are a 250 MB VAE from a 1 MB file. Weights are stored, not invented.
+    """
+    total = sum(t.numel() * t.element_size() for t in sd.values())
+    size = sum(os.path.getsize(f) for f in files if os.path.isfile(f))
+    if total > size:
+        raise BadVaeFile(
+            f"{path}: refused: its tensors hold {total:,} bytes but the file has {size:,} "
+            "(tensors that share or repeat storage)"
+        )
 
 
 def _arch_and_validate(kind: str, sd: dict, path: str):
@@ -164,7 +210,7 @@ def tae_sibling(path: str) -> str | None:
     if not m:
         return None
     other = "encoder" if m["half"] == "decoder" else "decoder"
-    exts = [m["ext"]] + [e for e in (".pth", ".safetensors", ".pt", ".bin") if e != m["ext"]]
+    exts = [m["ext"]] + [e for e in WEIGHT_EXTENSIONS if e != m["ext"]]
     for ext in exts:
         candidate = os.path.join(folder, f"{m['stem']}_{other}{ext}")
         if os.path.isfile(candidate):
@@ -181,6 +227,7 @@ def load_vae_file(path, *, join_tae_pair: bool = True) -> VaeFile:
     path = os.fspath(path)
     raw = read_container(path)
     kind, disk_layout, sd, dropped = _normalise(raw, path)
+    check_bytes_against_files(sd, raw.files, path)
     arch = _arch_and_validate(kind, sd, path)
     vae = VaeFile(
         path=path,

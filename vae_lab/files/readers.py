@@ -7,7 +7,10 @@ first bytes, not its extension, because renamed files are common.
 
 Pickles are only ever read with `torch.load(weights_only=True)`: a file that needs any
 global beyond plain tensors and containers is refused with `UnsafeFile`, and nothing in it
-runs. Everything that goes wrong is reported as one line that starts with the path.
+runs; numpy objects become inert stand-ins, never numpy. Before torch sees a pickle, its
+structure is checked against the file (`vae_lab.files.torchfile`: no compressed records, no
+storage larger than its bytes). Only regular files are opened (`vae_lab.files.folders`).
+Everything that goes wrong is reported as one line that starts with the path.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vae_lab.errors import BadVaeFile, UnsafeFile
+from vae_lab.files.folders import open_regular, regular_file_problem
 
 # Where a diffusers folder keeps its weights, in order of preference (safetensors first).
 DIFFUSERS_WEIGHTS = (
@@ -91,7 +95,7 @@ def _one_line(err: BaseException) -> str:
 
 def sniff(path: str) -> str:
     """The container format from the first bytes: "safetensors", "zip-pickle", "pickle" or "unknown"."""
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         head = f.read(9)
     if head[:4] == b"PK\x03\x04":
         return "zip-pickle"
@@ -133,33 +137,39 @@ class InertStandIn:
         pass
 
 
-def _numpy_dtype_classes(numpy) -> list:
-    dtypes = getattr(numpy, "dtypes", None)  # numpy >= 1.25 builds dtypes from these classes
-    return [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")] if dtypes else []
+# numpy objects that training scripts pickle next to the weights (losses, scores, RNG states).
+# They are never weights, and numpy rebuilds them from raw bytes it trusts: a forged dtype
+# state turns 16 bytes into object pointers and segfaults the process. So these names are
+# bound to `InertStandIn`: the file loads, the values become nothing, numpy never runs.
+_NUMPY_NAMES = (
+    *[f"{core}.multiarray.{fn}" for core in ("numpy.core", "numpy._core") for fn in ("scalar", "_reconstruct")],
+    "numpy.dtype",
+    "numpy.ndarray",
+    *[f"numpy.dtypes.{n}DType" for n in (
+        "Bool", "Int8", "UInt8", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Long", "ULong",
+        "LongLong", "ULongLong", "Byte", "UByte", "Short", "UShort", "Int", "UInt", "Float16", "Float32",
+        "Float64", "LongDouble", "Complex64", "Complex128", "CLongDouble", "Object", "Bytes", "Str", "Void",
+        "DateTime64", "TimeDelta64", "String",
+    )],
+)
+
+
+def _latin1_bytes(text="", encoding="latin1", errors="strict") -> bytes:
+    """What numpy's py2-compatible pickles use `_codecs.encode(text, "latin1")` for; nothing else."""
+    if isinstance(text, str) and encoding in ("latin1", "latin-1") and errors == "strict":
+        return text.encode("latin-1", "replace")
+    return b""
 
 
 def _compat_globals() -> list:
     """The extra globals A1111's `modules/safe.py` accepts beyond plain tensors, made harmless.
 
-    numpy scalars/arrays (losses and scores stored next to the weights) are data-only
-    constructors; the Lightning callback is replaced by `InertStandIn`; py2's `set` is `set`.
+    numpy constructors and the Lightning callback are bound to `InertStandIn` (see
+    `_NUMPY_NAMES`); py2's `set` is `set`. Nothing here rebuilds an object from the file.
     """
-    import _codecs
-    import importlib
-
-    import numpy
-
-    try:  # numpy 2 (and 1.26's forward shim) name it numpy._core; numpy 1 pickles say numpy.core
-        multiarray = importlib.import_module("numpy._core.multiarray")
-    except ImportError:
-        multiarray = importlib.import_module("numpy.core.multiarray")
     return [
-        *[(multiarray.scalar, f"{core}.multiarray.scalar") for core in ("numpy.core", "numpy._core")],
-        *[(multiarray._reconstruct, f"{core}.multiarray._reconstruct") for core in ("numpy.core", "numpy._core")],
-        numpy.dtype,
-        numpy.ndarray,
-        *_numpy_dtype_classes(numpy),
-        _codecs.encode,
+        *[(InertStandIn, name) for name in _NUMPY_NAMES],
+        (_latin1_bytes, "_codecs.encode"),  # newer torch allows the real one itself
         (set, "__builtin__.set"),
         (InertStandIn, "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint"),
         (InertStandIn, "pytorch_lightning.callbacks.model_checkpoint"),
@@ -199,6 +209,12 @@ def read_pickle(path: str, zip_format: bool) -> RawFile:
 
     import torch
 
+    from vae_lab.files import torchfile
+
+    if zip_format:
+        torchfile.check_zip(path)
+    else:
+        torchfile.check_legacy(path)
     mmap = zip_format and os.path.getsize(path) > MMAP_ABOVE_BYTES
     try:
         with _LOAD_LOCK, _allowing(_compat_globals()), warnings.catch_warnings():
@@ -234,9 +250,9 @@ def read_pickle(path: str, zip_format: bool) -> RawFile:
 def read_weights_file(path: str) -> RawFile:
     """A single weights file, by content."""
     try:
+        kind = sniff(path)
         if os.path.getsize(path) == 0:
             raise BadVaeFile(f"{path}: empty file")
-        kind = sniff(path)
     except OSError as err:
         raise BadVaeFile(f"{path}: cannot read ({err.strerror or _one_line(err)})") from None
     if kind == "safetensors":
@@ -285,8 +301,7 @@ def read_container(path: str) -> RawFile:
     path = os.fspath(path)
     if os.path.isdir(path):
         return read_diffusers_folder(path)
-    if not os.path.exists(path):
-        raise BadVaeFile(f"{path}: no such file")
-    if not os.path.isfile(path):
-        raise BadVaeFile(f"{path}: not a regular file")
+    problem = regular_file_problem(path)
+    if problem is not None:
+        raise BadVaeFile(f"{path}: {problem}" + ("" if problem == "no such file" else "; only regular files are read"))
     return read_weights_file(path)

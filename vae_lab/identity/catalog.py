@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from vae_lab.errors import VaeLabError
+from vae_lab.files.folders import WEIGHT_EXTENSIONS, weight_files
 
 CATALOG_PATH = Path(__file__).resolve().parent / "catalog.json"
 
 FAMILIES = ("sd1", "sdxl", "sd3", "flux", "flux2")
 KINDS = ("kl", "tae")
-WEIGHT_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX10 = re.compile(r"^[0-9a-f]{10}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
@@ -239,14 +239,8 @@ def remember_sha256(path: str | os.PathLike, digest: str) -> None:
 
 
 def local_files(folder: str | os.PathLike) -> list[str]:
-    """Weight files under `folder`, recursively (hidden files and folders, e.g. partials, skipped)."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith(".") and name.lower().endswith(WEIGHT_EXTENSIONS):
-                found.append(os.path.join(root, name))
-    return found
+    """Weight files under `folder` (`vae_lab.files.folders.weight_files`: regular files only)."""
+    return weight_files(folder)
 
 
 def presence(folder: str | os.PathLike) -> tuple[dict[str, list[str]], list[str]]:

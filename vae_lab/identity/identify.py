@@ -28,7 +28,9 @@ import threading
 from dataclasses import asdict, dataclass, field
 
 from vae_lab.identity import families
+from vae_lab.identity import field_of as _field
 from vae_lab.errors import BadVaeFile
+from vae_lab.files.folders import file_key, open_regular
 from vae_lab.files.loading import VaeFile, load_vae_file
 
 CHUNK = 1 << 20
@@ -81,7 +83,7 @@ def sha256_file(path: str) -> str:
     """The full-file SHA-256, streamed in 1 MiB chunks."""
     h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             while chunk := f.read(CHUNK):
                 h.update(chunk)
     except OSError as err:
@@ -131,8 +133,7 @@ class HashCache:
 
     @staticmethod
     def _key(path: str) -> str:
-        st = os.stat(path)
-        return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+        return "|".join(map(str, file_key(path)))  # "abspath|size|mtime_ns", as stored in hashes.json
 
     def _loaded(self) -> dict:
         if self._entries is None:
@@ -230,10 +231,6 @@ def lookup(sha256: str):
     except ImportError:
         return None
     return catalog.known_by_sha256(sha256)
-
-
-def _field(entry, name):
-    return entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
 
 
 def family_by_shape(vae: VaeFile) -> str:

@@ -20,22 +20,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vae_lab.models.arch import KLArch
-from vae_lab.runtime.tiling import SyncGroupNorm
+from vae_lab.models.ops import upsample2_conv3x3_padded
 
 
 def Normalize(channels: int) -> nn.GroupNorm:
-    return SyncGroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
+    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
 
 
 class Upsample(nn.Module):
-    """Nearest-neighbour x2, then a 3x3 conv."""
+    """Nearest-neighbour x2, then a 3x3 conv (computed as four 2x2 convs at low resolution, `ops.py`)."""
 
     def __init__(self, channels: int):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x):
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return upsample2_conv3x3_padded(F.pad(x, (1, 1, 1, 1)), self.conv.weight, self.conv.bias)
+
+    def graph(self, g, x):
+        return g.keep(g.up2_conv(x, self.conv, name="upsample"), "small")
 
 
 class Downsample(nn.Module):
@@ -47,6 +50,9 @@ class Downsample(nn.Module):
 
     def forward(self, x):
         return self.conv(F.pad(x, (0, 1, 0, 1), mode="constant", value=0))
+
+    def graph(self, g, x):
+        return g.keep(g.conv(x, self.conv, pads=(0, 1, 0, 1), name="downsample"), "small")
 
 
 class ResnetBlock(nn.Module):
@@ -67,6 +73,14 @@ class ResnetBlock(nn.Module):
         if self.nin_shortcut is not None:
             x = self.nin_shortcut(x)
         return h.add_(x)
+
+    def graph(self, g, x):
+        """This block in a `tiling.Graph` (same ops as `forward`; the output is kept between passes)."""
+        h = g.keep(g.conv(g.norm(x, self.norm1, silu=True), self.conv1, name="res.conv1"), "small")
+        h = g.conv(g.norm(h, self.norm2, silu=True), self.conv2, name="res.conv2")
+        if self.nin_shortcut is not None:
+            x = g.keep(g.conv(x, self.nin_shortcut, name="res.nin"), "small")
+        return g.keep(g.add(h, x, name="res.out"), "always")
 
 
 class AttnBlock(nn.Module):
@@ -132,6 +146,15 @@ class Encoder(nn.Module):
             h = level.downsample(h)
         return h
 
+    def head_graph(self, g):
+        """`head` as a `tiling.Graph` (input: images); returns the output node."""
+        h = g.conv(g.input, self.conv_in, name="conv_in")
+        for level in self.down[:-1]:
+            for block in level.block:
+                h = block.graph(g, h)
+            h = level.downsample.graph(g, h)
+        return h
+
     def tail(self, h):
         """Latent resolution: the last level, the mid block with global attention, the moments (never tiled)."""
         for block in self.down[-1].block:
@@ -179,6 +202,17 @@ class Decoder(nn.Module):
             if hasattr(level, "upsample"):
                 h = level.upsample(h)
         return self.conv_out(F.silu(self.norm_out(h), inplace=True))
+
+    def tail_graph(self, g):
+        """`tail` as a `tiling.Graph` (input: the head's output); returns the output node."""
+        h = g.input
+        for i, level in enumerate(reversed(self.up)):
+            if i > 0:
+                for block in level.block:
+                    h = block.graph(g, h)
+            if hasattr(level, "upsample"):
+                h = level.upsample.graph(g, h)
+        return g.conv(g.norm(h, self.norm_out, silu=True), self.conv_out, name="conv_out")
 
 
 class AutoencoderKL(nn.Module):
@@ -233,3 +267,9 @@ class AutoencoderKL(nn.Module):
 
     def decode_tail(self, h):
         return self.decoder.tail(h)
+
+    def decode_tail_graph(self, g):
+        return self.decoder.tail_graph(g)
+
+    def encode_head_graph(self, g):
+        return self.encoder.head_graph(g)

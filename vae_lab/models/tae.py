@@ -19,7 +19,6 @@ import torch.nn as nn
 
 from vae_lab.models.arch import TAEArch, infer_tae_arch, tae_decoder_plan, tae_encoder_plan
 from vae_lab.errors import BadVaeFile
-from vae_lab.runtime.tiling import SyncGroupNorm
 
 
 def conv(n_in: int, n_out: int, **kwargs) -> nn.Conv2d:
@@ -43,13 +42,41 @@ class Block(nn.Module):
         if pool:  # FLUX.2's global-statistics branch
             wide = n_in * 4
             self.pool = nn.Sequential(
-                nn.Conv2d(n_in, wide, 1, bias=False), SyncGroupNorm(4, wide), nn.ReLU(), nn.Conv2d(wide, n_in, 1, bias=False)
+                nn.Conv2d(n_in, wide, 1, bias=False), nn.GroupNorm(4, wide), nn.ReLU(), nn.Conv2d(wide, n_in, 1, bias=False)
             )
 
     def forward(self, x):
         if self.pool is not None:
             x = x + self.pool(x)
         return self.fuse(self.conv(x) + self.skip(x))
+
+    def graph(self, g, x):
+        """This block in a `tiling.Graph` (same ops as `forward`)."""
+        if self.pool is not None:
+            wide, gn, _relu, narrow = self.pool
+            p = g.map(g.norm(g.conv(x, wide), gn), torch.relu, name="pool.relu")
+            x = g.add(x, g.conv(p, narrow), name="pool.add")
+        h = _sequential_graph(g, self.conv, x)
+        skip = x if isinstance(self.skip, nn.Identity) else g.conv(x, self.skip, name="skip")
+        return g.keep(g.map(g.add(h, skip), torch.relu, name="block.out"), "small")
+
+
+def _sequential_graph(g, seq, x):
+    """The layers of a TAE `nn.Sequential` (convs, ReLUs, x2 upsampling, Clamp, Blocks) in a graph."""
+    for m in seq:
+        if isinstance(m, nn.Conv2d):
+            x = g.conv(x, m)
+        elif isinstance(m, nn.ReLU):
+            x = g.map(x, torch.relu, name="relu")
+        elif isinstance(m, Clamp):
+            x = g.map(x, m, name="clamp")
+        elif isinstance(m, nn.Upsample):
+            x = g.up2(x)
+        elif isinstance(m, Block):
+            x = m.graph(g, x)
+        else:
+            raise TypeError(f"no tiled form for {type(m).__name__}")
+    return x
 
 
 def _sequential(plan: list[tuple], latent_channels: int, pool_blocks: tuple[int, ...], filler) -> nn.Sequential:
@@ -109,13 +136,16 @@ class TAE(nn.Module):
         self.arch = arch
         self.latent_channels = arch.latent_channels
         self.downscale = arch.downscale
-        self.encoder = build_encoder(arch) if arch.has_encoder else None
-        self.decoder = build_decoder(arch) if arch.has_decoder else None
+        from vae_lab.models import empty_init, load_weights
+
+        with empty_init():
+            self.encoder = build_encoder(arch) if arch.has_encoder else None
+            self.decoder = build_decoder(arch) if arch.has_decoder else None
         try:
             if self.encoder is not None:
-                self.encoder.load_state_dict(enc_sd, strict=True)
+                load_weights(self.encoder, enc_sd)
             if self.decoder is not None:
-                self.decoder.load_state_dict(dec_sd, strict=True)
+                load_weights(self.decoder, dec_sd)
         except RuntimeError as err:
             first = str(err).strip().splitlines()
             raise BadVaeFile(f"TAE weights do not fit the TAESD layout: {first[1].strip() if len(first) > 1 else first[0]}") from None
@@ -155,3 +185,11 @@ class TAE(nn.Module):
 
     def decode_tail(self, h):
         return self.decoder[self._split(self.decoder, True):](h) * 2.0 - 1.0
+
+    def encode_head_graph(self, g):
+        x = g.map(g.input, lambda t: t * 0.5 + 0.5, name="to01")
+        return _sequential_graph(g, self.encoder[: self._split(self.encoder, False)], x)
+
+    def decode_tail_graph(self, g):
+        y = _sequential_graph(g, self.decoder[self._split(self.decoder, True):], g.input)
+        return g.map(y, lambda t: t * 2.0 - 1.0, name="to11")

@@ -16,13 +16,16 @@ What a call does, in order:
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vae_lab.identity import families
 from vae_lab.runtime import precision as prec
-from vae_lab.errors import IncompatibleVae, VaeLabError
+from vae_lab.errors import Cancelled, IncompatibleVae, VaeLabError
+
+_log = logging.getLogger("vae_lab.engine")
 
 
 @dataclass
@@ -34,9 +37,11 @@ class _Report:
     tiles: int = 1
     seconds: float = 0.0
     peak_memory_bytes: int | None = None
+    estimated_seconds: float | None = None  # the estimate made before the call (None: nothing measured yet)
 
     def to_dict(self) -> dict:
         return {
+            "estimated_seconds": None if self.estimated_seconds is None else round(self.estimated_seconds, 2),
             "precision_used": self.precision_used,
             "fallback": list(self.fallback),
             "skipped": list(self.skipped),
@@ -103,8 +108,15 @@ class Vae:
         self.scale, self.shift = families.latent_scaling(self.kind, family, self.latent_channels)
         self.memory = prec.PrecisionMemory(state_dir)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        self._model = model.to(self.device, memory_format=fmt)
+        # On CPU the weights stay as loaded (no copy): a channels_last input is enough for
+        # oneDNN's channels_last kernels, which reorder the weights themselves. Elsewhere the
+        # move to the device copies anyway, so it also lays the weights out channels_last.
+        self._model = model if self.device.type == "cpu" else model.to(self.device, memory_format=fmt)
         self._cast = {}  # precision -> a cast copy of the model (the fp32 master is kept)
+        # Keep that half-precision copy after a call (faster repeated half decodes, twice the
+        # memory)? Off by default: nothing but the fp32 master is held between calls.
+        self.keep_cast = False
+        self._rates = {}  # (op, precision, device type) -> measured seconds per multiply-add, for estimates
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -112,7 +124,7 @@ class Vae:
         """Build from a `loading.VaeFile` (or anything with .kind, .state_dict, .arch, .path)."""
         from vae_lab.models import build_model
 
-        model = build_model(vf.kind, vf.state_dict, getattr(vf, "arch", None))
+        model = build_model(vf.kind, vf.state_dict, getattr(vf, "arch", None), share=bool(getattr(vf, "path", None)))
         if info is None:
             info = _inspect(vf)
         fam = family or getattr(info, "family", None)
@@ -148,14 +160,39 @@ class Vae:
             self._cast[precision] = copy.deepcopy(self._model).to(prec.dtype_of(precision))
         return self._cast[precision]
 
+    def on(self, device) -> "Vae":
+        """This VAE with its weights on `device`: itself when already there, else a copy whose
+        device weights go when it is dropped (the master stays where it is, e.g. in RAM)."""
+        import copy
+
+        import torch
+        import torch.nn as nn
+
+        device = torch.device(device)
+        if device == self.device or (device.type == self.device.type and device.index is None):
+            return self
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        memo = {}
+        for p in self._model.parameters():
+            moved = p.detach().to(device, memory_format=fmt if p.ndim == 4 else torch.preserve_format)
+            memo[id(p)] = nn.Parameter(moved, requires_grad=False)
+        twin = copy.copy(self)
+        twin._model = copy.deepcopy(self._model, memo)
+        twin._cast = {}
+        twin.device = device
+        return twin
+
     def _prepare(self, t):
         import torch
 
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return t.contiguous(memory_format=fmt)
 
-    def _run(self, op: str, x, precision: str, tile, step):
-        """Run `step(model, x_at_dtype, tiled) -> float32 CPU tensor` with fallback and tiling."""
+    def _run(self, op: str, x, precision: str, tile, step, *, cancel=None, on_estimate=None):
+        """Run `step(model, x_at_dtype, tile) -> float32 CPU tensor` with fallback and tiling.
+
+        `tile` is None (whole image) or a tile edge in latent positions (see `_want_tiles`).
+        """
         import torch
 
         from vae_lab.runtime.memory import PeakMemory
@@ -165,45 +202,69 @@ class Vae:
         known_bad = set(self.memory.failed(self.weights_id, op))
         skipped = [p for p in chain[:-1] if p in known_bad]
         chain = [p for p in chain if p not in skipped]
-        tiled = _want_tiles(tile, x, op, self.downscale)
         failed: list[str] = []
+        tiled = None
         t0 = time.perf_counter()
-        with PeakMemory(self.device) as pm:
+        with PeakMemory(self.device) as pm, _checking_cancel(self._model, cancel):
             for i, p in enumerate(chain):
                 model = self._model_at(p)
                 xi = self._prepare(x.to(self.device, prec.dtype_of(p)))
+                tiled = _want_tiles(tile, model, op, xi, self.device)
+                work = _work(model, op, xi.shape, tiled)
+                if i == 0:
+                    rate = self._rates.get((op, p, self.device.type))
+                    estimate = None if rate is None else work * rate
+                    if estimate is not None and estimate > 10:
+                        _log.info("%s: %s of %s will take about %.0f s", self.name, op, list(xi.shape), estimate)
+                    if on_estimate is not None:
+                        on_estimate(estimate)
+                t_step = time.perf_counter()
                 with torch.inference_mode():
                     try:
                         out = step(model, xi, tiled)
                     except Exception as err:  # noqa: BLE001 — only memory failures are retried
                         if not _is_oom(err) or tiled is not None or tile not in ("auto", None):
                             raise
+                        del err
                         if self.device.type == "cuda":
                             torch.cuda.empty_cache()
                         tiled = _default_tiles(op)
+                        _log.info("%s: out of memory for a whole-image %s; retrying in %d px tiles", self.name, op,
+                                  tiled * self.downscale)
                         out = step(model, xi, tiled)
                 del xi
+                self._rates[(op, p, self.device.type)] = (time.perf_counter() - t_step) / max(work, 1.0)
                 if i == len(chain) - 1 or prec.is_finite(out):
                     break
                 failed.append(p)
                 del out
+        if not self.keep_cast:
+            self._cast.clear()
         if not prec.is_finite(out):
             raise VaeLabError(
                 f"{self.name} gives NaN/Inf even at {p} ({op}): its weights are damaged or unfit for this input"
             )
         report = dict(precision_used=p, fallback=failed, skipped=skipped, tiled=tiled is not None,
-                      seconds=time.perf_counter() - t0, peak_memory_bytes=pm.peak_bytes)
+                      seconds=time.perf_counter() - t0, peak_memory_bytes=pm.peak_bytes, estimated_seconds=estimate)
         if failed:
             self.memory.record(self.weights_id, op, failed, p)
         return out, report, tiled
 
     # ------------------------------------------------------------------ public
-    def decode(self, latents, *, precision: str = "auto", tile="auto", size=None) -> DecodeResult:
+    def decode(self, latents, *, precision: str = "auto", tile="auto", size=None, progress=None,
+               cancel=None, on_estimate=None) -> DecodeResult:
         """Diffusion-space latents [B, C, h, w] (or [C, h, w]) -> images float32 CPU [B, 3, H, W] in [-1, 1].
 
-        `tile`: "auto" (tile above `tiling.AUTO_TILE_LATENT_AREA` or on out-of-memory),
-        False/0 (never), True (default tiles) or an int tile size in pixels.
+        `tile`: "auto" (tiles when the whole decode would not fit in free memory, or after
+        an out-of-memory error), False/0 (never), True (default tiles) or a tile edge in
+        pixels. A tiled decode equals the whole one up to float rounding (`tiling.py`).
         `size`: (H, W) to crop to (an image padded to a multiple of 8 before encoding).
+        `progress(done, total)`: called after every tile of every pass of a tiled decode.
+        `cancel`: a `threading.Event` or a no-argument callable; once set / true, the
+        decode stops at the next block or tile (within a second or two) and raises
+        `errors.Cancelled`.
+        `on_estimate(seconds or None)`: called before the work starts with the expected time,
+        from this VAE's measured speed on earlier calls (None on the first); also in the result.
         """
         from vae_lab.runtime import tiling
 
@@ -219,11 +280,11 @@ class Vae:
         def step(model, x, tiles):
             if tiles is None:
                 return model.decode(x).float().cpu()
-            t, o = tiles
-            return tiling.tiled_map(model.decode_tail, model.decode_head(x), tile=t, overlap=o,
-                                    num=self.downscale, den=1, norms=_sync_norms(model))
+            head = model.decode_head(x)
+            g = tiling.Graph(head.shape[1])
+            return tiling.run_tiled(g, model.decode_tail_graph(g), head, tile=tiles, progress=progress, cancel=cancel)
 
-        out, rep, tiles = self._run("decode", raw, precision, tile, step)
+        out, rep, tiles = self._run("decode", raw, precision, tile, step, cancel=cancel, on_estimate=on_estimate)
         if size is not None:
             h, w = int(size[0]), int(size[1])
             if h > out.shape[2] or w > out.shape[3]:
@@ -231,14 +292,15 @@ class Vae:
             out = out[:, :, :h, :w]
         res = DecodeResult(images=out.clamp(-1, 1).contiguous(), **rep)
         if tiles is not None:
-            res.tiles = tiling.tile_count(raw.shape[2], raw.shape[3], *tiles)
+            res.tiles = tiling.tile_count(raw.shape[2], raw.shape[3], tiles)
         return res
 
-    def encode(self, images, *, precision: str = "auto", tile="auto") -> EncodeResult:
+    def encode(self, images, *, precision: str = "auto", tile="auto", progress=None, cancel=None,
+               on_estimate=None) -> EncodeResult:
         """Images float [B, 3, H, W] (or [3, H, W]) in [-1, 1], any H, W -> diffusion-space latents.
 
         Sides that are not multiples of the VAE's scale are reflect-padded; decode with
-        `size=result.image_size` to crop back.
+        `size=result.image_size` to crop back. `tile`, `progress`, `cancel`, `on_estimate`: as in `decode`.
         """
         import torch.nn.functional as F
 
@@ -260,26 +322,46 @@ class Vae:
         def step(model, xi, tiles):
             if tiles is None:
                 return model.encode(xi).float().cpu()
-            t, o = tiles
-            head = tiling.tiled_map(model.encode_head, xi, tile=t * f, overlap=o * f, num=1, den=f, align=f,
-                                    out_device=xi.device, norms=_sync_norms(model))
-            return model.encode_tail(head.to(xi.dtype)).float().cpu()
+            g = tiling.Graph(xi.shape[1])
+            head = tiling.run_tiled(g, model.encode_head_graph(g), xi, tile=tiles * f, align=f, out_device=xi.device,
+                                    progress=progress, cancel=cancel)
+            return model.encode_tail(self._prepare(head.to(xi.dtype))).float().cpu()
 
-        raw, rep, tiles = self._run("encode", x, precision, tile, step)
+        raw, rep, tiles = self._run("encode", x, precision, tile, step, cancel=cancel, on_estimate=on_estimate)
         lat = families.to_diffusion(raw, self.scale, self.shift).contiguous()
         res = EncodeResult(latents=lat, image_size=(h, w), **rep)
         if tiles is not None:
-            res.tiles = tiling.tile_count(x.shape[2], x.shape[3], tiles[0] * f, tiles[1] * f, f)
+            res.tiles = tiling.tile_count(x.shape[2], x.shape[3], tiles * f, f)
         return res
 
     def __repr__(self):
         return f"Vae({self.name!r}, kind={self.kind}, family={self.family}, channels={self.latent_channels}, device={self.device})"
 
 
-def _sync_norms(model):
-    from vae_lab.runtime.tiling import SyncGroupNorm
+class _checking_cancel:
+    """Checks `cancel` before every block of a whole-image pass (forward pre-hooks), so Stop
+    ends it within a block's time; tiled runs check between tiles themselves."""
 
-    return [m for m in model.modules() if isinstance(m, SyncGroupNorm)]
+    def __init__(self, model, cancel):
+        self.model, self.cancel, self.handles = model, cancel, []
+
+    def _check(self, *_args):
+        c = self.cancel
+        if c.is_set() if hasattr(c, "is_set") else c():
+            raise Cancelled("stopped")
+
+    def __enter__(self):
+        if self.cancel is not None:
+            self._check()
+            for m in self.model.modules():
+                if next(m.children(), None) is not None:
+                    self.handles.append(m.register_forward_pre_hook(self._check))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+        return False
 
 
 def _as_batch(t, what: str):
@@ -300,16 +382,17 @@ def _as_batch(t, what: str):
     return t
 
 
-def _default_tiles(op: str):
+def _default_tiles(op: str) -> int:
     from vae_lab.runtime import tiling
 
-    return tiling.DEFAULT_TILE, tiling.DEFAULT_OVERLAP
+    return tiling.DEFAULT_TILE
 
 
-def _want_tiles(tile, x, op: str, f: int):
-    """(tile, overlap) in latent positions, or None for a whole-image pass."""
+def _want_tiles(tile, model, op: str, x, device):
+    """The tile edge in latent positions, or None for a whole-image pass."""
     from vae_lab.runtime import tiling
 
+    f = model.downscale
     if tile is None:
         tile = "auto"
     if tile is False or tile == 0:
@@ -319,14 +402,66 @@ def _want_tiles(tile, x, op: str, f: int):
     if isinstance(tile, str):
         if tile != "auto":
             raise VaeLabError(f"tile must be 'auto', a size in pixels, True or False; got {tile!r}")
-        h, w = x.shape[2], x.shape[3]
-        area = h * w if op == "decode" else (h // f) * (w // f)
-        return _default_tiles(op) if area > tiling.AUTO_TILE_LATENT_AREA else None
+        return _default_tiles(op) if not _whole_fits(model, op, x, device) else None
     size = int(tile)
     if size < 0:
         raise VaeLabError(f"tile size must be positive, got {tile}")
-    t = max(8, size // f)
-    return t, min(tiling.DEFAULT_OVERLAP, t // 4)
+    return max(tiling.MIN_TILE, size // f)
+
+
+def _work(model, op: str, shape, tile) -> float:
+    """Multiply-adds of one call: the tiled half from its graph (with a tiled run's recomputation),
+    the latent-resolution half from its convs, plus the mid-block attention's (h*w)^2 terms."""
+    import torch.nn as nn
+
+    from vae_lab.runtime import tiling
+
+    g = tiling.Graph(shape[1])
+    f = model.downscale
+    if op == "decode":
+        part = [m for n, m in model.named_children() if n in ("decoder", "post_quant_conv")]
+        head = model.decode_tail_graph(g)
+        hw, lat = (shape[2], shape[3]), (shape[2], shape[3])
+    else:
+        part = [m for n, m in model.named_children() if n in ("encoder", "quant_conv")]
+        head = model.encode_head_graph(g)
+        hw, lat = (shape[2], shape[3]), (shape[2] // f, shape[3] // f)
+    if tile is None:
+        graph_macs = tiling.whole_cost(g, head, hw, shape[0])
+    else:
+        import torch
+
+        x = torch.empty(shape[0], g.input.channels, *hw, device="meta")
+        graph_macs = tiling.TiledRun(g, head, x, tile=tile * (f if op == "encode" else 1),
+                                     align=f if op == "encode" else 1).cost()
+    in_graph = {id(n.op.conv) for n in g.nodes if hasattr(n.op, "conv")}
+    rest, positions = 0.0, lat[0] * lat[1]
+    for p in part:
+        for m in p.modules():
+            if isinstance(m, nn.Conv2d) and id(m) not in in_graph:
+                rest += m.in_channels // m.groups * m.out_channels * m.kernel_size[0] * m.kernel_size[1] * positions
+            elif type(m).__name__ == "AttnBlock":
+                rest += 2.0 * positions * positions * m.q.in_channels
+    return graph_macs + rest * shape[0]
+
+
+def _whole_fits(model, op: str, x, device) -> bool:
+    """Whether a whole-image pass is expected to fit in the memory free on `device` now."""
+    from vae_lab.runtime import memory, tiling
+
+    free = memory.free_bytes(device)
+    if free is None:
+        return True
+    if op == "decode":
+        g = tiling.Graph(x.shape[1])
+        out = model.decode_tail_graph(g)
+        hw = (x.shape[2], x.shape[3])  # the tail's input is at latent resolution too
+    else:
+        g = tiling.Graph(x.shape[1])
+        out = model.encode_head_graph(g)
+        hw = (x.shape[2], x.shape[3])
+    need = tiling.whole_peak_bytes(g, hw, x.shape[0], x.element_size())
+    return need <= 0.9 * free
 
 
 def _inspect(vf):

@@ -115,3 +115,21 @@ class PeakMemory:
                 self._max = max(self._max, r)
             self.peak_bytes = max(0, self._max - self._base)
         return False
+
+
+def free_bytes(device) -> int | None:
+    """Memory a new allocation on `device` can still get: CUDA free + the allocator's unused cache;
+    CPU `MemAvailable` (Linux); None where unknown."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo", "rb") as f:
+                for line in f:
+                    if line.startswith(b"MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            return None
+    return None

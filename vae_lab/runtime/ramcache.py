@@ -17,12 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-
-def file_key(path) -> tuple[str, int, int]:
-    """(absolute path, size, mtime in ns): changes when the file is replaced or rewritten."""
-    ap = os.path.abspath(os.fspath(path))
-    st = os.stat(ap)
-    return ap, st.st_size, st.st_mtime_ns
+from vae_lab.files.folders import file_key  # noqa: F401 (the key, defined once; importers use it from here too)
 
 
 def state_dict_bytes(state_dict) -> int:

@@ -15,13 +15,8 @@ import time
 from dataclasses import dataclass
 
 from vae_lab.errors import IncompatibleVae
-
-# Keys a VAE file may carry that no VAE module has (A1111 drops the same ones).
-IGNORED_KEYS = {"model_ema.decay", "model_ema.num_updates"}
-
-
-def _ignored(key: str) -> bool:
-    return key in IGNORED_KEYS or key.startswith("loss")
+from vae_lab.files.layout import is_dropped
+from vae_lab.files.loading import shape_problems
 
 
 @dataclass
@@ -38,24 +33,13 @@ def check(module, state_dict, *, name: str = "this VAE") -> list[tuple]:
     that differs. Returns [(target, source), ...] for `copy_into`.
     """
     targets = module.state_dict()
-    source = {k: v for k, v in state_dict.items() if not _ignored(k)}
-    missing = [k for k in targets if k not in source]
-    extra = [k for k in source if k not in targets]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} tensors missing (e.g. {missing[0]})")
-        if extra:
-            parts.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
-        raise IncompatibleVae(f"{name} does not fit the loaded model's VAE: {', '.join(parts)}")
+    source = {k: v for k, v in state_dict.items() if not is_dropped(k)}
+    problems = shape_problems(source, {k: v.shape for k, v in targets.items()})
+    if problems:
+        raise IncompatibleVae(f"{name} does not fit the loaded model's VAE: " + "; ".join(problems))
     pairs = []
     for key, dst in targets.items():
         src = source[key]
-        if tuple(src.shape) != tuple(dst.shape):
-            raise IncompatibleVae(
-                f"{name} does not fit the loaded model's VAE: {key} has shape {tuple(src.shape)}, "
-                f"the model needs {tuple(dst.shape)}"
-            )
         if not src.is_floating_point() and dst.is_floating_point():
             raise IncompatibleVae(f"{name}: tensor {key} is not floating point")
         pairs.append((dst, src))

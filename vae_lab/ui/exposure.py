@@ -284,8 +284,9 @@ async def _refuse(scope, send, reason: str, status: int = 403) -> None:
 # --------------------------------------------------------------------------- serving
 
 
-def guarded_app(demo, exposure: Exposure | None = None, *, blocked=()):
-    """The Gradio app for `demo`, mounted at `/` of a FastAPI app without API docs, inside `OriginGuard`."""
+def guarded_app(demo, exposure: Exposure | None = None, *, blocked=(), middleware=()):
+    """The Gradio app for `demo`, mounted at `/` of a FastAPI app without API docs, inside `OriginGuard`
+    (and inside it each of `middleware`, e.g. `app.LocalPage`)."""
     import gradio as gr
     from fastapi import FastAPI
 
@@ -303,18 +304,20 @@ def guarded_app(demo, exposure: Exposure | None = None, *, blocked=()):
         app = gr.mount_gradio_app(parent, demo, path="/")
     else:
         app = gr.mount_gradio_app(parent, demo, path="/", max_file_size=exposure.max_body, **paths)
+    for wrap in middleware:
+        app = wrap(app)
     return OriginGuard(app, exposure)
 
 
 def serve(demo, *, host: str, port: int, exposure: Exposure | None = None, blocked=(),
-          inbrowser: bool = False) -> None:
+          inbrowser: bool = False, middleware=()) -> None:
     """Serve `demo` behind `OriginGuard` with uvicorn until interrupted."""
     import threading
     import webbrowser
 
     import uvicorn
 
-    app = guarded_app(demo, exposure, blocked=blocked)
+    app = guarded_app(demo, exposure, blocked=blocked, middleware=middleware)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", ws_max_size=MAX_BODY_BYTES,
                             server_header=False)
     server = uvicorn.Server(config)

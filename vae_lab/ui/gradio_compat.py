@@ -68,3 +68,11 @@ def file_output(**kwargs):
     import gradio as gr
 
     return gr.File(file_count="multiple", interactive=False, **kwargs)
+
+
+def event_kwargs() -> dict:
+    """Keywords for every event listener of the tab: keep its handlers out of the API page
+    (they are the UI's plumbing, unnamed and unstable, not an API)."""
+    if gradio_major() < 4:
+        return {"api_name": False}
+    return {"api_name": False, "show_api": False}

@@ -7,13 +7,14 @@ import os
 
 from vae_lab.errors import IncompatibleVae, VaeLabError
 from vae_lab.identity import compatibility
-from vae_lab.runtime.ramcache import file_key, materialize
+from vae_lab.files.folders import WEBUI_LISTED_EXTENSIONS, file_key, weight_files
+from vae_lab.runtime.ramcache import materialize
 from vae_lab.webui import state
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_VAE = "None"  # the checkpoint's own VAE (the WebUI's word for it)
-WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt")  # what the WebUI's own VAE list takes
+WEIGHT_SUFFIXES = WEBUI_LISTED_EXTENSIONS  # what the WebUI's own VAE list takes
 
 
 def download_dir() -> str:
@@ -35,11 +36,9 @@ def add_download_folder() -> None:
     vae_dict = state.current().host.vae_list()
     dl = download_dir()
     if dl and os.path.isdir(dl):
-        for root, dirnames, files in os.walk(dl):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for fn in sorted(files):
-                if fn.endswith(WEIGHT_SUFFIXES) and not fn.startswith(".") and fn not in vae_dict:
-                    vae_dict[fn] = os.path.abspath(os.path.join(root, fn))
+        for path in weight_files(dl, WEIGHT_SUFFIXES):
+            if os.path.basename(path) not in vae_dict:
+                vae_dict[os.path.basename(path)] = os.path.abspath(path)
 
 
 def refresh_vae_list() -> None:
