@@ -6,6 +6,8 @@ The WebUI calls them in this order for every generation (`processing.process_ima
 decoded again by each extra VAE, the sampler running once), `postprocess_batch_list` (the
 extra images interleaved after each sample), `postprocess` (the VAE is restored). `p.close()`
 restores it too, so an error or an interrupt never leaves a per-generation VAE behind.
+A host that builds the model after `before_process` (`Host.rebuilds_model`: Forge) gets the
+generation's VAE, and the extras' checks, in `process` instead.
 """
 
 from __future__ import annotations
