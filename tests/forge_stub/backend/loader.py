@@ -89,7 +89,7 @@ def forge_loader(sd, additional_state_dicts=None):
     try:
         state_dicts, estimated_config = split_state_dict(sd, additional_state_dicts=additional_state_dicts)
     except Exception:
-        raise ValueError("Failed to recognize model type!")
+        raise ValueError("Failed to recognize model type!") from None
     vae_sd = state_dicts["vae"]
     assert isinstance(vae_sd, dict) and len(vae_sd) > 16, "You do not have VAE state dict!"
     vae = IntegratedAutoencoderKL(estimated_config.kind)
