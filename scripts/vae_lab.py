@@ -17,4 +17,6 @@ vae_lab.webui.init(scripts.basedir())
 script_callbacks.on_ui_settings(vae_lab.webui.on_ui_settings)
 script_callbacks.on_ui_tabs(vae_lab.webui.on_ui_tabs)
 script_callbacks.on_model_loaded(vae_lab.webui.on_model_loaded)
+if vae_lab.webui.wants_pasted_infotext():  # Forge: a pasted "VAE" goes to the accordion, not a reload
+    script_callbacks.on_infotext_pasted(vae_lab.webui.on_infotext_pasted)
 script_callbacks.on_script_unloaded(vae_lab.webui.on_script_unloaded)

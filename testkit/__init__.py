@@ -2,7 +2,8 @@
 
 - `factories`: seeded random-weight VAEs in the real key layouts (kl-f8 is too big to ship);
 - `diffusers_ref`: the bridge to `diffusers.AutoencoderKL`, the oracle our kl-f8 model must equal;
-- `httpserver`: a Range-capable, scriptable HTTP server on 127.0.0.1.
+- `httpserver`: a Range-capable, scriptable HTTP server on 127.0.0.1;
+- `serve`: the real app (`python -m vae_lab serve`) in a child process, for browser tests.
 """
 
 from pathlib import Path

@@ -64,12 +64,13 @@ def _uses_a1111_stand_in(item) -> bool:
 def pytest_collection_modifyitems(config, items):
     major = _gradio_major()
     for item in items:
-        if item.get_closest_marker("a1111") is None and _uses_a1111_stand_in(item):
+        forge = item.get_closest_marker("forge") is not None  # the Forge stand-in is layered over the A1111 one
+        if item.get_closest_marker("a1111") is None and not forge and _uses_a1111_stand_in(item):
             item.add_marker(pytest.mark.a1111)
         if item.get_closest_marker("a1111") is not None and major != 3:
             item.add_marker(pytest.mark.skip(
                 reason=f"needs the A1111 stand-in (Gradio 3); this stack has gradio {major}.x"))
-        if item.get_closest_marker("forge") is not None and (major is None or major < 4):
+        if forge and (major is None or major < 4):
             item.add_marker(pytest.mark.skip(
                 reason=f"needs the Forge stand-in (Gradio 4); this stack has gradio {major}.x"))
 

@@ -9,15 +9,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from testkit.serve import running_app
 from vae_folder import BROKEN, KL_NAMES, make_vae_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,46 +41,16 @@ def sync_playwright():
     return sp
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, taef2_pair, sync_playwright):
     folder = make_vae_folder(tmp_path_factory.mktemp("models") / "VAE", taef2_pair)
-    port = _free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1",
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
-               VAE_LAB_FAST_BF16="0")  # "auto" is fp32 in the app, on any CPU: the captions say fp32
     log = tmp_path_factory.mktemp("log") / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "vae_lab", "serve", "--port", str(port), "--vae-dir", str(folder)],
-                                cwd=str(ROOT), env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+    # "auto" is fp32 in the app, on any CPU: the captions say fp32
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"serve did not answer in 60 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        with running_app(folder, log, env={"VAE_LAB_FAST_BF16": "0"}, wait_s=60) as url:
+            yield url + "/"
+    except RuntimeError as err:
+        pytest.fail(str(err))
 
 
 BLOCKED: list[str] = []  # every request the page tried to send anywhere but 127.0.0.1

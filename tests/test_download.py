@@ -6,8 +6,6 @@ After every failure the target folder must hold nothing the WebUI would list (A1
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import io
 import os
 import subprocess
@@ -18,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.httpserver import FileServer
+from download_kit import NO_TOKENS, get, listed, private_hash_cache, server, sha  # noqa: F401 (fixtures)
 from vae_lab.download.transfer import (
     DownloadCancelled,
     DownloadError,
@@ -33,7 +31,6 @@ from vae_lab.download.tokens import TokenPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "tiny-vae.safetensors"
-NO_TOKENS = TokenPolicy(tokens={}, hosts={}, require_https=False)
 # "localhost" plays Hugging Face; 127.0.0.1 (same server) plays any other host, e.g. its CDN.
 TEST_TOKENS = TokenPolicy(
     tokens={"hf": "hf_SECRET", "civitai": "civ_SECRET"},
@@ -63,36 +60,6 @@ def ckpt_bytes() -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture(autouse=True)
-def private_hash_cache(tmp_path_factory, monkeypatch):
-    """Each test gets its own identify hash cache, outside the folders it inspects."""
-    monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path_factory.mktemp("hash-cache")))
-
-
-@pytest.fixture
-def server():
-    with FileServer() as srv:
-        yield srv
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def listed(folder: Path) -> list[str]:
-    """What A1111's refresh_vae_list would list in this folder."""
-    found = []
-    for ext in ("ckpt", "pt", "safetensors"):
-        found += glob.glob(os.path.join(folder, f"**/*.{ext}"), recursive=True)
-    return sorted(os.path.basename(p) for p in found)
-
-
-def get(source, dest, **kw):
-    kw.setdefault("tokens", NO_TOKENS)
-    kw.setdefault("console", False)
-    kw.setdefault("backoff", 0.01)
-    kw.setdefault("identify", False)
-    return download(source, dest, **kw)
 
 
 # ----------------------------------------------------------------------------- happy paths

@@ -168,6 +168,8 @@ def test_16_channel_vae_always_refused(lab):
 
 
 def test_forge_turns_swaps_off_with_one_message(lab):
+    """A Forge-like WebUI that vae_lab.webui.forge does not recognise (no `modules_forge`): A1111's
+    host reports it once and swaps nothing. Forge proper: tests/test_webui_forge.py."""
     from modules import sd_vae, shared
 
     import vae_lab.webui as w

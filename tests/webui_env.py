@@ -84,6 +84,8 @@ class GenResult:
 class FakeWebUI:
     """One fake WebUI installation in a tmp dir; see the module docstring."""
 
+    stub_paths: tuple = (STUB_ROOT,)  # put first on sys.path (a subclass may layer another stand-in on top)
+
     def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch):
         self.root = root
         self.models_dir = root / "models"
@@ -95,7 +97,8 @@ class FakeWebUI:
         for d in (self.sd_dir, self.vae_dir, self.extensions_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._mp = monkeypatch
-        monkeypatch.setattr(sys, "path", [str(STUB_ROOT)] + [p for p in sys.path if p != str(STUB_ROOT)])
+        stubs = [str(p) for p in self.stub_paths]
+        monkeypatch.setattr(sys, "path", stubs + [p for p in sys.path if p not in stubs])
         self.started = False
         self._saved_modules: dict = {}  # another stand-in (e.g. a session-wide one) to put back at close()
         self.demo = self.app = self.api_obj = None
@@ -182,9 +185,10 @@ class FakeWebUI:
         if self.started:
             purge_stand_in()
             sys.modules.update(self._saved_modules)
-            ext = self._saved_modules.get("modules.gradio_extensons")
-            if ext is not None:
-                ext.install()
+            for name in GRADIO_PATCHES:
+                ext = self._saved_modules.get(name)
+                if ext is not None:
+                    ext.install()
             self._saved_modules = {}
         self.started = False
 
@@ -287,17 +291,23 @@ def _quote(a: str) -> str:
 _STDLIB = os.path.dirname(os.__file__)
 
 
+# The stand-ins' global Gradio patches: A1111's (typo as in the original) and Forge's.
+GRADIO_PATCHES = ("modules.gradio_extensons", "modules.gradio_extensions")
+
+
 def _is_stand_in_name(name: str) -> bool:
-    return name in ("modules", "launch", "stub_ldm") or name.startswith("modules.")
+    top = name.split(".", 1)[0]
+    return top in ("modules", "modules_forge", "backend") or name in ("launch", "stub_ldm")
 
 
 def purge_stand_in() -> dict:
     """Forget the stand-in: drop `modules.*`, `launch`, `stub_ldm` and every module holding
     references into them (e.g. `vae_lab.webui`), and undo the Gradio component patch.
     Returns what was dropped ({name: module})."""
-    ext = sys.modules.get("modules.gradio_extensons")
-    if ext is not None:
-        ext.uninstall()
+    for patch in GRADIO_PATCHES:
+        ext = sys.modules.get(patch)
+        if ext is not None:
+            ext.uninstall()
     stand_in = {name: mod for name, mod in list(sys.modules.items()) if _is_stand_in_name(name)}
     if not stand_in:
         return {}
@@ -313,7 +323,7 @@ def purge_stand_in() -> dict:
         except TypeError:
             continue
         for v in values:
-            if id(v) in ids or (not isinstance(v, type(sys)) and str(getattr(type(v), "__module__", "")).startswith("modules.")):
+            if id(v) in ids or (not isinstance(v, type(sys)) and _is_stand_in_name(str(getattr(type(v), "__module__", "")))):
                 stand_in[name] = sys.modules.pop(name)
                 break
     # A package goes as a unit (e.g. all of `vae_lab.webui` when its `a1111` module held `modules`):

@@ -12,16 +12,13 @@ import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from testkit.serve import running_app
 from vae_folder import make_vae_folder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,12 +26,6 @@ CHROMIUM = os.environ.get("VAE_LAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _gradio_major() -> int:
@@ -48,36 +39,12 @@ def app(tmp_path_factory, taef2_pair):
     """(base URL, VAE folder, Gradio temp folder) of a running `serve`."""
     folder = make_vae_folder(tmp_path_factory.mktemp("models") / "VAE", taef2_pair)
     temp = tmp_path_factory.mktemp("gradio-temp")
-    port = _free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", GRADIO_TEMP_DIR=str(temp),
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     log = tmp_path_factory.mktemp("log") / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "vae_lab", "serve", "--port", str(port), "--vae-dir", str(folder)],
-                                cwd=str(ROOT), env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url + "/", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"serve did not answer in 90 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url, folder, temp
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        with running_app(folder, log, env={"GRADIO_TEMP_DIR": str(temp)}) as url:
+            yield url, folder, temp
+    except RuntimeError as err:
+        pytest.fail(str(err))
 
 
 def _config(url) -> dict:

@@ -7,8 +7,6 @@ is not a verified VAE, and nothing hidden left unless the message says it was ke
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import os
 import socket
 import threading
@@ -16,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+from download_kit import NO_TOKENS, get, listed, private_hash_cache, server, sha  # noqa: F401 (fixtures)
 from testkit.httpserver import FileServer
 
 from vae_lab.download import transfer as dl
 from vae_lab.download.partial import kept_partials, partial_paths
-from vae_lab.download.tokens import TokenPolicy
 from vae_lab.errors import (
     DownloadCancelled,
     DownloadError,
@@ -32,7 +30,6 @@ from vae_lab.errors import (
 )
 
 NAME = "hostile.safetensors"
-NO_TOKENS = TokenPolicy(tokens={}, hosts={}, require_https=False)
 
 
 @pytest.fixture(scope="module")
@@ -49,35 +46,6 @@ def other_vae_bytes(vae_bytes) -> bytes:
     return vae_bytes[:-4096] + bytes(4096)
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-
-
-@pytest.fixture
-def server():
-    with FileServer() as srv:
-        yield srv
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def listed(folder: Path) -> list[str]:
-    """What A1111's refresh_vae_list would list in this folder."""
-    found = []
-    for ext in ("ckpt", "pt", "safetensors"):
-        found += glob.glob(os.path.join(folder, f"**/*.{ext}"), recursive=True)
-    return sorted(os.path.basename(p) for p in found)
-
-
-def get(source, dest, **kw):
-    kw.setdefault("tokens", NO_TOKENS)
-    kw.setdefault("console", False)
-    kw.setdefault("backoff", 0.01)
-    kw.setdefault("identify", False)
-    return dl.download(source, dest, **kw)
 
 
 def one_line(err: BaseException) -> str:

@@ -27,7 +27,7 @@ class CompareRequest:
     latents: Any = None  # torch.Tensor [B, C, h, w] or [C, h, w], diffusion space (latent mode)
     vae_paths: list[str] = field(default_factory=list)
     encoder: str = "family"  # "family" | "first" | "own" | path of a VAE whose encoder makes the latents
-    precision: str = "auto"  # passed to Vae.encode/decode: "auto" (fp16 on GPU) | "fp32" | "fp16" | "bf16"
+    precision: str = "auto"  # passed to Vae.encode/decode: "auto" (precision.auto_precision) | "fp32" | "fp16" | "bf16"
     tile: Any = "auto"  # passed to Vae.encode/decode: "auto" | True | False
     reference: str | None = None  # latent mode: a VAE path whose fp32 decode is the reference
     diff_pair: tuple | None = None  # (a, b): entries by index in `entries()` (0 = reference) or label

@@ -1,4 +1,4 @@
-"""The curated VAE catalog: `data/catalog.json`, validated, and the known-hash table built from it.
+"""The curated VAE catalog: `catalog.json` beside this module, validated, and the known-hash table built from it.
 
 The catalog is data, not code. Every entry names one VAE file; its identity is its full-file
 SHA-256 (never its file name: many different files circulate under the same names). Entries

@@ -10,7 +10,7 @@ It wires VAE Lab into AUTOMATIC1111's WebUI 1.10 (and, through another `Host`, F
 * `tab`: the comparison tab (`vae_lab.ui.tab`) with the WebUI's folders, lock and Settings.
 * `swap`: VAE swaps from RAM (`vae_lab.runtime.ramcache` / `vae_lab.runtime.swap`) with the
   host's bookkeeping; `vaes`: the host's VAE list, hashes, identities and family checks.
-* `host` / `a1111`: what differs between WebUIs, behind one small interface; `state`: the one
+* `host` / `a1111` / `forge`: what differs between WebUIs, behind one small interface; `state`: the one
   `Session` object each load of `scripts/vae_lab.py` starts.
 
 The logic that does not need a WebUI lives in the core packages; this one only translates.
@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "FORGE_MESSAGE", "NO_PREFERENCE", "TITLE", "Host", "VaeLabScript", "current_status", "detect_host",
-    "download_dir", "extra_choices", "init", "on_model_loaded", "on_script_unloaded", "on_ui_settings",
-    "on_ui_tabs", "preferences", "ram_cache", "refresh_vae_list", "set_checkpoint_preference", "swap_vae",
-    "tokens", "ui_context", "vae_choices", "vae_dirs",
+    "download_dir", "extra_choices", "init", "on_infotext_pasted", "on_model_loaded", "on_script_unloaded",
+    "on_ui_settings", "on_ui_tabs", "preferences", "ram_cache", "refresh_vae_list", "set_checkpoint_preference",
+    "swap_vae", "tokens", "ui_context", "vae_choices", "vae_dirs", "wants_pasted_infotext",
 ]
 
 
@@ -81,7 +81,8 @@ def is_forge() -> bool:
 
 def init(ext_dir: str) -> None:
     """Start a session (scripts/vae_lab.py calls this at import time, on every (re)load, then
-    registers on_ui_settings, on_ui_tabs, on_model_loaded and on_script_unloaded itself)."""
+    registers on_ui_settings, on_ui_tabs, on_model_loaded, on_script_unloaded (and, when the host
+    wants it, on_infotext_pasted) itself)."""
     _console_logging()
     session = state.start(detect_host(), ext_dir)
     # before the WebUI's startup refresh, which runs after scripts are loaded
@@ -95,6 +96,16 @@ def _add_download_folder() -> None:
     from vae_lab.webui import vaes
 
     vaes.add_download_folder()
+
+
+def wants_pasted_infotext() -> bool:
+    """Whether this session's host adjusts pasted infotexts (Forge); A1111 gets no such callback."""
+    return type(state.current().host).on_infotext_pasted is not Host.on_infotext_pasted
+
+
+def on_infotext_pasted(infotext: str, params: dict) -> None:
+    """The host's say on a pasted infotext's fields (Forge: a pasted "VAE" goes to the accordion)."""
+    state.current().host.on_infotext_pasted(infotext, params)
 
 
 def on_script_unloaded() -> None:

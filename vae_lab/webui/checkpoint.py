@@ -70,16 +70,19 @@ def on_model_loaded(model) -> None:
         status.source = _webui_source(model)
         active = session.active
         if active is not None:
-            if host.checkpoint_file(model) == active.checkpoint:
+            same_checkpoint = host.checkpoint_file(model) == active.checkpoint
+            if same_checkpoint and not host.rebuilds_model:
                 # The WebUI reloaded the VAE of the same checkpoint mid-generation: an explicit
                 # `override_settings['sd_vae']` (XYZ plot's VAE axis, pasted overrides) wins.
                 return
-            # Another checkpoint was loaded mid-generation (hires checkpoint, refiner): the
-            # generation's VAE goes into it too, and the end restores that checkpoint's own choice.
+            # Another checkpoint was loaded mid-generation (hires checkpoint, refiner), or Forge
+            # rebuilt the model (with its own VAE): the generation's VAE goes into it too, and the
+            # end restores that checkpoint's own choice (the same checkpoint's: as before).
             try:
                 previous, prev_source = host.loaded_vae_file(model), status.source
                 swap.swap_vae(model, active.target, source="this generation's choice (VAE Lab)")
-                active.previous, active.previous_source = previous, prev_source
+                if not same_checkpoint:
+                    active.previous, active.previous_source = previous, prev_source
                 active.checkpoint = host.checkpoint_file(model)
             except VaeLabError as err:
                 log.warning("VAE Lab: %s", err)

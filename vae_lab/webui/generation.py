@@ -6,6 +6,8 @@ The WebUI calls them in this order for every generation (`processing.process_ima
 decoded again by each extra VAE, the sampler running once), `postprocess_batch_list` (the
 extra images interleaved after each sample), `postprocess` (the VAE is restored). `p.close()`
 restores it too, so an error or an interrupt never leaves a per-generation VAE behind.
+A host that builds the model after `before_process` (`Host.rebuilds_model`: Forge) gets the
+generation's VAE, and the extras' checks, in `process` instead.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class GenState:
     pending: dict[str, list] = field(default_factory=dict)  # label -> decoded samples of this batch
     labels: list[str | None] = field(default_factory=list)  # per image of the batch: None = main
     latents: list | None = field(default_factory=list)  # None: too large to keep
+    request: str | None = None  # the VAE asked for, until a host that builds the model late swaps it in
+    also: list[str] = field(default_factory=list)  # likewise the "also decode with" names
 
 
 def gen_state(p) -> GenState:
@@ -101,23 +105,35 @@ def parse_also(also) -> list[str]:
 
 
 def before_process(p, enabled=False, vae=AS_IN_SETTINGS, also=None):
-    session = state.current()
-    host = session.host
+    host = state.current().host
+    request = vae if enabled and vae and vae != AS_IN_SETTINGS else None
+    extras = parse_also(also) if enabled else []
+    if host.rebuilds_model:
+        # The model this generation uses is built after this hook: the swap waits for `process`,
+        # which also tells the user when that model turns out to be one VAE Lab cannot swap.
+        swap.restore_generation_vae(" (left over from an earlier generation)")
+        st = gen_state(p)
+        st.request, st.also = request or host.requested_vae(p), extras
+        return
     if host.unsupported():
         return
     swap.restore_generation_vae(" (left over from an earlier generation)")
-    st = gen_state(p)
-    model = host.current_model()
-    if enabled and vae and vae != AS_IN_SETTINGS and host.fixed_vae():
+    _begin(p, gen_state(p), host.current_model(), request, extras)
+
+
+def _begin(p, st: GenState, model, request: str | None, also: list[str]) -> None:
+    """The generation's VAE goes in (undone by `postprocess` / `p.close()`); extras are checked."""
+    host = state.current().host
+    if request and host.fixed_vae():
         comment(p, "--vae-path fixes the VAE for every generation; 'VAE for this generation' is ignored")
-    elif enabled and vae and vae != AS_IN_SETTINGS:
+    elif request:
         try:
-            if swap.begin_generation_swap(p, model, vaes.resolve_name(vae)):
+            if swap.begin_generation_swap(p, model, vaes.resolve_name(request)):
                 _guard_close(p)
         except VaeLabError as err:
             comment(p, f"{err}; generating with {display(host.loaded_vae_file(model))}")
-    if enabled:
-        for name in parse_also(also):
+    if also:
+        for name in also:
             try:
                 path = vaes.resolve_name(name)
                 if any(vaes.same_file(path, e.path) for e in st.extras):
@@ -159,12 +175,22 @@ def process(p, *args):
     the VAE in the model now is the main one (an explicit sd_vae override beats the accordion);
     replace the WebUI's possibly stale hash."""
     host = state.current().host
-    if host.unsupported():
+    unsupported = host.unsupported()
+    if unsupported:
+        st = getattr(p, "_vae_lab", None)
+        if st is not None and (st.request or st.also):  # asked for before the model showed it cannot
+            comment(p, unsupported)
         return
     model = host.current_model()
+    st = gen_state(p)
+    if host.rebuilds_model:  # the model is built now: the generation's VAE goes in
+        _begin(p, st, model, st.request, st.also)
     current = host.loaded_vae_file(model)
-    gen_state(p).main_file = current
-    if host.main_vae_name(p) and current:
+    st.main_file = current
+    if host.rebuilds_model:
+        host.record_main_vae(p, os.path.basename(current) if current else None, vaes.vae_hash(current))
+        host.before_sampling(p, bool(st.extras))
+    elif host.main_vae_name(p) and current:
         host.record_main_vae(p, host.main_vae_name(p), vaes.vae_hash(current) or host.main_vae_hash(p))
 
 

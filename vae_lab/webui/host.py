@@ -8,6 +8,7 @@ This module imports nothing of the WebUI, so it can be read (and faked) without 
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 
 
@@ -15,6 +16,11 @@ class Host(ABC):
     """One WebUI flavour: where the loaded model's VAE is and how to swap and record it."""
 
     name: str = "WebUI"
+
+    # Forge builds a fresh model object in `forge_model_reload()`, which runs after the scripts'
+    # `before_process` (and again before each batch), even for the same checkpoint: the model
+    # a generation uses is known only from `process` on, and every build has the host's own VAE.
+    rebuilds_model: bool = False
 
     # --- the model --------------------------------------------------------------------------
 
@@ -74,6 +80,11 @@ class Host(ABC):
         """A VAE the command line forces on every generation (A1111's --vae-path), or None."""
         return None
 
+    def writing_weights(self):
+        """A context every weight copy into `vae_module` runs in (Forge: `torch.inference_mode()`,
+        as its weights are inference tensors that may be written only there)."""
+        return contextlib.nullcontext()
+
     # --- the VAE list -------------------------------------------------------------------------
 
     @abstractmethod
@@ -115,6 +126,20 @@ class Host(ABC):
 
     def main_vae_hash(self, p) -> str | None:
         return getattr(p, "sd_vae_hash", None)
+
+    def requested_vae(self, p) -> str | None:
+        """A VAE this generation asks for that the host itself will not apply (Forge ignores
+        `override_settings['sd_vae']`: API, pasted chip, X/Y/Z VAE axis), or None."""
+        return None
+
+    def before_sampling(self, p, has_extras: bool) -> None:
+        """Last word before the sampler runs, after the generation's VAE went in (Forge: X/Y/Z
+        cells that differ only by that VAE reuse the previous cell's latents)."""
+        return None
+
+    def on_infotext_pasted(self, infotext: str, params: dict) -> None:
+        """Adjust the fields parsed from a pasted infotext (Forge: "VAE" back to the accordion)."""
+        return None
 
     def option(self, key: str, default):
         """A Settings value (the host's `opts`), or `default` before the option exists."""

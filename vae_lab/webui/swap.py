@@ -33,23 +33,27 @@ def swap_vae(model, vae_file: str | None, *, source: str, check: bool = True) ->
             session.status.file, session.status.source = current, source
             return False
         module = host.vae_module(model)
+        if module is None:
+            raise VaeLabError(host.unsupported() or "the loaded model has no VAE module VAE Lab can swap")
         if vae_file is None:
             base = host.base_vae(model)
             if base is None:
                 raise VaeLabError("the checkpoint's own VAE is not in memory; reload the checkpoint to get it back")
-            weights.copy_into(module, base, name="the checkpoint's own VAE")
+            with host.writing_weights():
+                weights.copy_into(module, base, name="the checkpoint's own VAE")
         else:
             if check:
                 vaes.checked(model, vae_file)
             cache = session.ram_cache()
             state_dict = cache.get(vae_file, vaes.read_state_dict)
             weights.check(module, state_dict, name=os.path.basename(vae_file))  # before anything changes
-            if current is None:
-                host.keep_base_vae(model)  # keep the checkpoint's own VAE, as the WebUI's load does
-            elif current not in cache and os.path.isfile(current):
-                # The WebUI loaded it from disk; keep it so swapping back never reads the disk.
-                cache.put(current, weights.snapshot(module))
-            weights.copy_into(module, state_dict, name=os.path.basename(vae_file))
+            with host.writing_weights():
+                if current is None:
+                    host.keep_base_vae(model)  # keep the checkpoint's own VAE, as the WebUI's load does
+                elif current not in cache and os.path.isfile(current):
+                    # The WebUI loaded it from disk; keep it so swapping back never reads the disk.
+                    cache.put(current, weights.snapshot(module))
+                weights.copy_into(module, state_dict, name=os.path.basename(vae_file))
         host.mark_loaded(model, vae_file)
         session.status.file, session.status.source, session.status.note = vae_file, source, ""
         return True
