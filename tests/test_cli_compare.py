@@ -118,3 +118,18 @@ def test_cli_process_usage_error_has_no_traceback(kl_file):
     p = subprocess.run([sys.executable, "-m", "vae_lab", "compare", "--vae", kl_file], capture_output=True, text=True, cwd=ROOT, env=env)
     assert p.returncode == 2 and "one of the arguments --image --latents is required" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_a_mixed_selection_compares_by_default(taef2_pair, astro_png, kl_file, tmp_path, capsys):
+    """TAEF2 (32 channels) first and a kl-f8 VAE (4 channels): each latent space gets its own
+    encoder by default, so neither is refused (the old default refused the kl-f8 VAE)."""
+    dec, enc = taef2_pair
+    small = tmp_path / "small.png"
+    Image.open(astro_png).resize((64, 64)).save(small)
+    rc = main(["compare", "--image", str(small), "--vae", str(dec), "--vae", kl_file, "--precision", "fp32",
+               "--out", str(tmp_path / "out"), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    rows = json.loads(captured.out)["results"]
+    assert [r["error"] for r in rows] == [None, None]
+    assert rows[1]["encoder"] == "tiny_kl.safetensors" and rows[0]["encoder"].startswith("taef2")

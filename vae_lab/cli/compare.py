@@ -24,8 +24,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--vae", metavar="PATH", action="append", required=True, help="a VAE to compare (repeat the option)")
     parser.add_argument("--reference", metavar="PATH", help="latent mode: the VAE whose fp32 decode is the reference for PSNR/SSIM")
     parser.add_argument(
-        "--encoder", default="first", metavar="first|own|PATH",
-        help="round trip: whose encoder makes the latents: the first VAE's (default), each VAE's own, or this VAE file",
+        "--encoder", default="family", metavar="family|first|own|PATH",
+        help="round trip: whose encoder makes the latents: for each latent space its first VAE with an encoder "
+             "(default: any mix of VAEs compares), the first VAE's for all, each VAE's own, or this VAE file",
     )
     parser.add_argument("--precision", default="auto", choices=prec.CHOICES, help="decode precision (auto = fp16 on GPU, bf16 on CPUs with AMX, else fp32)")
     parser.add_argument("--tile", default="auto", metavar="auto|on|off|PIXELS", help="tiled decode (default auto: when large or out of memory)")

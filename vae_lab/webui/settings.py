@@ -9,6 +9,7 @@ import gradio as gr
 from modules import shared
 
 from vae_lab.errors import VaeLabError
+from vae_lab.runtime import precision
 from vae_lab.webui import checkpoint, state, vaes
 from vae_lab.webui.checkpoint import NO_PREFERENCE
 from vae_lab.webui.vaes import CHECKPOINT_VAE
@@ -16,7 +17,7 @@ from vae_lab.webui.vaes import CHECKPOINT_VAE
 log = logging.getLogger(__name__)
 
 SECTION = ("vae_lab", "VAE Lab", "sd")
-PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
+PRECISIONS = list(precision.CHOICES)
 
 
 def tokens() -> dict[str, str]:
