@@ -77,7 +77,12 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
                 reference = gr.Dropdown(refs, value=NO_REFERENCE, label="Reference VAE (decoded in fp32)",
                                         visible=False, elem_id="vae_lab_reference")
                 with gr.Row():
-                    precision = gr.Dropdown(list(prec.CHOICES), value=context.default_precision,
+                    # The setting's value at every page load (not ui-config.json's): on Gradio 3 a
+                    # callable value; Gradio 4 would list that load event in the API, so there the
+                    # value is refreshed by an unnamed load event below.
+                    precision = gr.Dropdown(list(prec.CHOICES),
+                                            value=context.default_precision if compat.gradio_major() < 4
+                                            else context.default_precision(),
                                             label="Precision (auto: fp16 on GPU)", min_width=120,
                                             elem_id="vae_lab_precision")
                     tiling = gr.Dropdown(TILINGS, value="auto", label="Tiling", min_width=100, elem_id="vae_lab_tiling")
@@ -224,8 +229,11 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
 
         def do_stop_download(key):
             logic.cancels.cancel("download:" + key.value)
-            return "Download cancelled; nothing was left in the VAE folder."
+            return ("Download cancelled: nothing unverified was put in the VAE folder; any part already "
+                    "received stays hidden there, so the same download resumes where it stopped.")
 
         get_stop.click(do_stop_download, [session], [get_status], cancels=[get_event], queue=False, **quiet)
+        if compat.gradio_major() >= 4:
+            tab.load(context.default_precision, None, precision, **compat.event_kwargs())
     tab.vae_lab = ui
     return tab
