@@ -13,6 +13,9 @@ from __future__ import annotations
 
 
 def run(quick: bool) -> dict:
+    import sys
+    import time
+
     import numpy as np
     import torch
 
@@ -30,20 +33,27 @@ def run(quick: bool) -> dict:
     mib = lambda b: None if b is None else round(b / 2**20)  # noqa: E731
     for size, tiles in cases:
         z = _latents(size, seed=1).to(device)
+        c0 = time.process_time()
         whole = vae.decode(z, precision="fp32", tile=False)
+        whole_cpu = time.process_time() - c0
         w8 = tensor_to_array(whole.images[0])
         rows.append({"size": f"{size}²", "decode": "whole image", "tiles": 1, "seconds": round(whole.seconds, 2),
-                     "time vs whole": 1.0, "peak MiB": mib(whole.peak_memory_bytes), "memory vs whole": 1.0,
+                     "time vs whole": 1.0, "CPU s": round(whole_cpu, 1), "CPU vs whole": 1.0,
+                     "peak MiB": mib(whole.peak_memory_bytes), "memory vs whole": 1.0,
                      "PSNR dB": "", "identical 8-bit": ""})
         for tile in tiles:
+            c0 = time.process_time()
             res = vae.decode(z, precision="fp32", tile=tile)
+            cpu = time.process_time() - c0
             same = float(np.mean(tensor_to_array(res.images[0]) == w8))
             rows.append({"size": f"{size}²", "decode": f"tiled {tile} px", "tiles": res.tiles,
                          "seconds": round(res.seconds, 2), "time vs whole": round(res.seconds / whole.seconds, 2),
+                         "CPU s": round(cpu, 1), "CPU vs whole": round(cpu / whole_cpu, 2),
                          "peak MiB": mib(res.peak_memory_bytes),
                          "memory vs whole": round(res.peak_memory_bytes / whole.peak_memory_bytes, 3)
                          if whole.peak_memory_bytes else None,
                          "PSNR dB": round(_psnr(res.images, whole.images), 1), "identical 8-bit": f"{same:.4%}"})
+            print(rows[-1], file=sys.stderr, flush=True)
             del res
         del whole
     notes.append(f"device {device.type}, torch threads {torch.get_num_threads()}; one run each (a shared machine adds noise to times)")
