@@ -251,32 +251,48 @@ def test_tables_grid_and_difference_map(photo, kl_files, cache):
     assert (px == photo[0, 0]).all(axis=-1).any()  # the reference is pasted at full size
 
 
-def test_cache_reuses_and_reloads(kl_files, tmp_path):
+def test_cache_reuses_and_reloads(kl_files, tmp_path, monkeypatch):
+    import vae_lab.files.loading as loading
+
     calls = []
     cache = VaeCache(maxsize=2)
-    import vae_lab.runtime.engine as engine
+    real = loading.load_vae_file
 
-    real = engine.load_vae
-
-    def counting(path, device=None):
+    def counting(path, *a, **kw):
         calls.append(path)
-        return real(path, device=device)
+        return real(path, *a, **kw)
 
     p = tmp_path / "v.safetensors"
     save_file(random_kl_state_dict(TINY_KL, seed=5), str(p))
-    mp = pytest.MonkeyPatch()
-    mp.setattr(engine, "load_vae", counting)
-    try:
-        v1 = cache.load(str(p))
-        assert cache.load(str(p)) is v1 and len(calls) == 1
-        save_file(random_kl_state_dict(TINY_KL, seed=6), str(p))
-        os.utime(p, ns=(1, 10**18))  # a changed file is read again
-        assert cache.load(str(p)) is not v1 and len(calls) == 2
-        cache.load(kl_files["kl_a"])
-        cache.load(kl_files["kl_b"])
-        assert len(cache) == 2  # bounded
-    finally:
-        mp.undo()
+    monkeypatch.setattr(loading, "load_vae_file", counting)
+    v1 = cache.load(str(p))
+    assert cache.load(str(p)) is v1 and len(calls) == 1
+    save_file(random_kl_state_dict(TINY_KL, seed=6), str(p))
+    os.utime(p, ns=(1, 10**18))  # a changed file is read again
+    v2 = cache.load(str(p))
+    assert v2 is not v1 and len(calls) == 2
+    assert torch.equal(v2._model.state_dict()["decoder.conv_out.weight"],
+                       random_kl_state_dict(TINY_KL, seed=6)["decoder.conv_out.weight"])
+    cache.load(kl_files["kl_a"])
+    cache.load(kl_files["kl_b"])
+    assert len(cache) == 2  # bounded
+
+
+def test_models_share_the_weights_cache_memory_and_go_with_it(kl_files):
+    """One cache of weights: a model's parameters are the RamCache's tensors (no second copy), and
+    a model whose weights were evicted is dropped too."""
+    from vae_lab.runtime.ramcache import RamCache
+
+    weights = RamCache(64 * 2**20)
+    cache = VaeCache(weights=weights)
+    vae = cache.load(kl_files["kl_a"], device="cpu")
+    held = weights.placed(kl_files["kl_a"], lambda _p: pytest.fail("read again"), device="cpu", dtype=torch.float32)
+    ptrs = {t.data_ptr() for t in held.values()}
+    assert all(p.data_ptr() in ptrs for p in vae._model.parameters())
+    assert cache.total_bytes == weights.total_bytes > 0
+    weights.discard(kl_files["kl_a"])
+    cache.load(kl_files["kl_b"], device="cpu")
+    assert len(cache) == 1
 
 
 def test_lpips_column_with_local_weights(photo, kl_files, cache, tmp_path, monkeypatch):

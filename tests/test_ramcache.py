@@ -105,3 +105,64 @@ def test_materialize_owns_its_memory(files):
     owned = materialize(mapped)
     assert torch.equal(owned["w"], mapped["w"])
     assert owned["w"].data_ptr() != mapped["w"].data_ptr()
+
+
+# -- placed copies: the weights in a module's dtype/device, made once, within that memory's budget
+
+
+def _fp16_loader(path):
+    return {k: v.half() for k, v in load_file(path).items()}
+
+
+def test_placed_is_the_master_itself_when_it_already_matches(files):
+    cache = RamCache(8 * MB)
+    master = cache.get(files[0], load_file)
+    assert cache.placed(files[0], load_file, device="cpu", dtype=torch.float32) is master
+    assert cache.stats.placed == 0 and cache.total_bytes == 1 * MB
+
+
+def test_placed_copy_is_made_once_and_counts_against_ram(files):
+    cache = RamCache(8 * MB)
+    first = cache.placed(files[0], _fp16_loader, device="cpu", dtype=torch.float32)
+    assert first["w"].dtype == torch.float32
+    assert torch.equal(first["w"], _sd(0)["w"].half().float())
+    assert cache.placed(files[0], _fp16_loader, device="cpu", dtype=torch.float32) is first
+    assert cache.stats.placed == 1
+    assert cache.total_bytes == MB // 2 + MB  # the fp16 master and its fp32 copy
+    assert cache.has_placed(files[0], device="cpu", dtype=torch.float32)
+    assert not cache.has_placed(files[0], device="cpu", dtype=torch.bfloat16)
+
+
+def test_a_changed_file_drops_its_placed_copies(files):
+    cache = RamCache(8 * MB)
+    old = cache.placed(files[0], _fp16_loader, device="cpu", dtype=torch.float32)
+    save_file(_sd(9), str(files[0]))
+    os.utime(files[0], (1, 1))
+    new = cache.placed(files[0], _fp16_loader, device="cpu", dtype=torch.float32)
+    assert new is not old and torch.equal(new["w"], _sd(9)["w"].half().float())
+    assert cache.stats.placed == 1
+
+
+def test_device_copies_have_their_own_budget(files):
+    """Copies on an accelerator count against the device budget, not RAM's (the meta device
+    stands in for a GPU: it has tensors with sizes but no memory)."""
+    cache = RamCache(8 * MB, device_budget_bytes=int(1.5 * MB))
+    cache.placed(files[0], load_file, device="meta", dtype=torch.float32)
+    assert cache.device_bytes("meta") == MB and cache.total_bytes == MB
+    cache.placed(files[1], load_file, device="meta", dtype=torch.float32)  # evicts files[0]'s device copy
+    assert cache.device_bytes("meta") == MB
+    assert cache.total_bytes == 2 * MB  # both masters stay in RAM
+    assert not cache.has_placed(files[0], device="meta", dtype=torch.float32)
+    assert cache.stats.device_bytes == {"meta:0": MB}
+    cache.set_budget(8 * MB, device_budget_bytes=0)
+    assert cache.device_bytes("meta") == 0 and cache.total_bytes == 2 * MB
+
+
+def test_put_placed_keeps_tensors_a_module_already_holds(files):
+    cache = RamCache(8 * MB)
+    held = {"w": torch.ones(MB // 4, dtype=torch.float16)}
+    assert cache.put_placed(files[2], held)
+    loader = CountingLoader()
+    assert cache.placed(files[2], loader, device="cpu", dtype=torch.float16) is held  # no disk read
+    assert loader.reads == []
+    assert cache.has_placed(files[2], device="cpu", dtype=torch.float16)

@@ -1,4 +1,5 @@
-"""Swapping weights into a live VAE module: validated first, copied in place, undoable."""
+"""Swapping weights into a live VAE module: validated first, put in by reference, undoable,
+and never written into tensors that something else (a cache) holds."""
 
 from __future__ import annotations
 
@@ -6,25 +7,14 @@ import pytest
 import torch
 
 from testkit.factories import TINY_KL, TINY_KL16, random_kl_state_dict
-from vae_lab.models.arch import KLArch
 from vae_lab.errors import IncompatibleVae
+from vae_lab.models import build_model
 from vae_lab.runtime import swap
 
 
-class FakeVae(torch.nn.Module):
-    """A module whose state dict has exactly the LDM kl-f8 tensors of `arch` (no forward needed)."""
-
-    def __init__(self, arch: KLArch = TINY_KL, seed: int = 0, dtype=torch.float32):
-        super().__init__()
-        sd = random_kl_state_dict(arch, seed=seed, dtype=dtype)
-        self._names = {}
-        for i, (k, v) in enumerate(sd.items()):
-            name = f"p{i}"
-            self.register_parameter(name, torch.nn.Parameter(v.clone()))
-            self._names[k] = name
-
-    def state_dict(self, *a, **kw):  # LDM key names, sharing storage with the parameters
-        return {k: getattr(self, n).detach() for k, n in self._names.items()}
+def _module(seed=0, dtype=torch.float32, arch=TINY_KL):
+    """A real kl-f8 module tree (LDM tensor names, as the WebUI's `first_stage_model`)."""
+    return build_model("kl", random_kl_state_dict(arch, seed=seed), arch).to(dtype)
 
 
 def _assert_equal_sd(module, sd):
@@ -32,31 +22,52 @@ def _assert_equal_sd(module, sd):
         assert torch.equal(v, sd[k].to(v.dtype)), k
 
 
-def test_copy_into_replaces_every_tensor_in_place():
-    module = FakeVae(seed=0)
-    ptrs = [p.data_ptr() for p in module.parameters()]
+def _ptrs(module):
+    return {k: v.data_ptr() for k, v in module.state_dict().items()}
+
+
+def test_swap_in_puts_the_tensors_in_by_reference_and_keeps_the_parameter_objects():
+    module = _module(seed=0)
+    params = {n: p for n, p in module.named_parameters()}
     new = random_kl_state_dict(TINY_KL, seed=1)
-    res = swap.copy_into(module, new, name="b.safetensors")
+    res = swap.swap_in(module, new, name="b.safetensors")
     _assert_equal_sd(module, new)
-    assert [p.data_ptr() for p in module.parameters()] == ptrs  # same storage, nothing reallocated
-    assert res.tensors == len(new)
+    assert _ptrs(module) == {k: new[k].data_ptr() for k in _ptrs(module)}  # the source's memory: no copy
+    assert all(params[n] is p for n, p in module.named_parameters())  # hooks and references stay valid
+    assert (res.tensors, res.converted) == (len(new), 0)
     assert res.bytes == sum(v.numel() * 4 for v in new.values())
 
 
-def test_copy_keeps_the_module_dtype():
-    module = FakeVae(seed=0, dtype=torch.float16)
+def test_previous_tensors_undo_a_swap_by_reference():
+    module = _module(seed=0)
+    own = {k: v.clone() for k, v in module.state_dict().items()}
+    ptrs = _ptrs(module)
+    res = swap.swap_in(module, random_kl_state_dict(TINY_KL, seed=6))
+    swap.swap_in(module, res.previous)
+    _assert_equal_sd(module, own)
+    assert _ptrs(module) == ptrs  # the module's very own tensors are back
+
+
+def test_a_source_in_another_dtype_is_converted_into_fresh_memory_not_written_into_the_module():
+    module = _module(seed=0, dtype=torch.float16)
+    old = {k: v for k, v in module.state_dict().items()}
+    old_values = {k: v.clone() for k, v in old.items()}
     new = random_kl_state_dict(TINY_KL, seed=2)  # fp32 file into an fp16 VAE
-    swap.copy_into(module, new)
+    res = swap.swap_in(module, new)
     assert all(p.dtype == torch.float16 for p in module.parameters())
     _assert_equal_sd(module, new)
+    assert res.converted == len(new)
+    for k, v in old.items():  # the module's previous tensors (maybe a cache's) were not written
+        assert torch.equal(v, old_values[k]), k
+        assert res.previous[k].data_ptr() == v.data_ptr()
 
 
 def test_ignored_keys_are_skipped():
-    module = FakeVae(seed=0)
+    module = _module(seed=0)
     new = random_kl_state_dict(TINY_KL, seed=3)
     new["model_ema.decay"] = torch.tensor(0.999)
     new["loss.discriminator.weight"] = torch.zeros(3)
-    swap.copy_into(module, new)
+    swap.swap_in(module, new)
     _assert_equal_sd(module, new)
 
 
@@ -69,26 +80,81 @@ def test_ignored_keys_are_skipped():
     ],
 )
 def test_failed_validation_leaves_module_untouched(break_it, match):
-    module = FakeVae(seed=0)
-    before = swap.snapshot(module)
+    module = _module(seed=0)
+    ptrs, before = _ptrs(module), swap.snapshot(module)
     bad = random_kl_state_dict(TINY_KL, seed=4)
     break_it(bad)
     with pytest.raises(IncompatibleVae, match=match):
-        swap.copy_into(module, bad, name="bad.safetensors")
+        swap.swap_in(module, bad, name="bad.safetensors")
     _assert_equal_sd(module, before)
+    assert _ptrs(module) == ptrs
 
 
 def test_16_channel_vae_refused_on_4_channel_module():
-    module = FakeVae(TINY_KL, seed=0)
+    module = _module(seed=0)
     before = swap.snapshot(module)
     with pytest.raises(IncompatibleVae, match="x16.safetensors does not fit"):
-        swap.copy_into(module, random_kl_state_dict(TINY_KL16, seed=5), name="x16.safetensors")
+        swap.swap_in(module, random_kl_state_dict(TINY_KL16, seed=5), name="x16.safetensors")
     _assert_equal_sd(module, before)
 
 
-def test_snapshot_is_an_independent_copy_that_undoes_a_swap():
-    module = FakeVae(seed=0)
+def test_a_load_state_dict_after_a_swap_does_not_write_into_the_shared_tensors():
+    """The WebUI's own reload (`load_state_dict` on the VAE, or on the model containing it) after
+    a by-reference swap: the module gets tensors of its own first; the cache entry is untouched."""
+    cached = random_kl_state_dict(TINY_KL, seed=7)
+    cached_values = {k: v.clone() for k, v in cached.items()}
+    module = _module(seed=0)
+    res = swap.swap_in(module, cached)
+    other = random_kl_state_dict(TINY_KL, seed=8)
+    module.load_state_dict(other)  # the WebUI's `_load_vae_dict`
+    _assert_equal_sd(module, other)
+    for k in cached:
+        assert torch.equal(cached[k], cached_values[k]), k
+
+    parent = torch.nn.Module()  # the WebUI's checkpoint load: `model.load_state_dict(...)` on the whole model
+    parent.first_stage_model = module
+    swap.swap_in(module, res.previous)  # shares the kept-aside tensors again
+    kept = {k: v.clone() for k, v in res.previous.items()}
+    parent.load_state_dict({f"first_stage_model.{k}": v for k, v in cached.items()})
+    _assert_equal_sd(module, cached)
+    for k, v in res.previous.items():
+        assert torch.equal(v, kept[k]), k
+
+
+def test_own_tensors_is_a_no_op_for_a_module_that_never_shared():
+    module = _module(seed=0)
+    assert swap.own_tensors(module) == 0
+    swap.swap_in(module, random_kl_state_dict(TINY_KL, seed=1))
+    assert swap.own_tensors(module) == len(module.state_dict())
+    assert swap.own_tensors(module) == 0  # once
+
+
+def test_snapshot_is_an_independent_copy():
+    module = _module(seed=0)
     saved = swap.snapshot(module)
-    swap.copy_into(module, random_kl_state_dict(TINY_KL, seed=6))
-    swap.copy_into(module, saved)
+    assert all(saved[k].data_ptr() != v.data_ptr() for k, v in module.state_dict().items())
+    swap.swap_in(module, random_kl_state_dict(TINY_KL, seed=6))
+    swap.swap_in(module, saved)
     _assert_equal_sd(module, random_kl_state_dict(TINY_KL, seed=0))
+
+
+def test_a_module_built_in_inference_mode_swaps_and_still_runs_in_both_modes():
+    """Forge builds its VAE under `torch.inference_mode()` and decodes under it (or `no_grad`):
+    a swap in and out, and the guard's clone before a load, must leave a module that runs in both."""
+    with torch.inference_mode():
+        module = _module(seed=0)
+    z = torch.randn(1, TINY_KL.latent_channels, 4, 4)
+    new = random_kl_state_dict(TINY_KL, seed=1)
+    with torch.inference_mode():
+        expected = build_model("kl", new, TINY_KL).decode(z)
+        res = swap.swap_in(module, new)
+        assert torch.allclose(module.decode(z), expected)
+    with torch.no_grad():
+        assert torch.allclose(module.decode(z), expected)
+    with torch.inference_mode():
+        swap.swap_in(module, res.previous)
+        module.load_state_dict(random_kl_state_dict(TINY_KL, seed=2))  # Forge's own reload: the guard clones first
+        module.decode(z)
+    with torch.no_grad():
+        module.decode(z)
+    assert all(torch.equal(new[k], v) for k, v in random_kl_state_dict(TINY_KL, seed=1).items())

@@ -45,6 +45,42 @@ def test_last_generation_is_decoded_again_with_other_vaes(lab):
     assert "2 of 3 VAEs decoded" in status
 
 
+def test_the_tab_and_the_swaps_use_one_cache_of_weights(lab):
+    """A VAE the tab read is swapped in for a generation without another read, and the module
+    then holds the very tensors the tab's model holds (one copy in RAM, not two)."""
+    from modules import shared
+
+    import vae_lab.webui as w
+    from vae_lab.compare.cache import default_cache
+    from vae_lab.ui import tab as ui
+    from vae_lab.ui.vae_ids import vae_id
+
+    run_p(make_p(lab, False, AS_IN_SETTINGS, [], seed=3))
+    logic = ui.TabLogic(w.ui_context())
+    ref = next(r for r in logic.on_source(ui.SOURCE_LAST, None, [])[5]["choices"] if r.startswith("a.safetensors"))
+    logic.run(ui.SOURCE_LAST, None, None, [vae_id(lab.vae("a"))], ui.ENCODER_FIRST, "fp32", "off", ref)
+    cache = w.ram_cache()
+    assert default_cache().weights is cache and str(lab.vae("a")) in cache
+    misses = cache.stats.misses
+    tab_model = default_cache().load(str(lab.vae("a")), device="cpu")
+    tab_ptrs = {p.data_ptr() for p in tab_model._model.parameters()}
+
+    seen = []
+    original = shared.sd_model.decode_first_stage
+
+    def decode(x):
+        seen.extend(p.data_ptr() for p in shared.sd_model.first_stage_model.parameters())
+        return original(x)
+
+    shared.sd_model.decode_first_stage = decode
+    try:
+        run_p(make_p(lab, True, "a.safetensors", [], seed=3))
+    finally:
+        del shared.sd_model.decode_first_stage
+    assert cache.stats.misses == misses  # no second read of a.safetensors
+    assert seen and set(seen) <= tab_ptrs  # the generation decoded with the tab's tensors
+
+
 def test_a_download_from_the_tab_updates_the_settings_vae_dropdown(lab, tmp_path):
     """After "Get VAEs", the Settings "SD VAE" dropdown lists the new file without a 🔄 click."""
     import shutil

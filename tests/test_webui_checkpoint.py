@@ -17,7 +17,7 @@ def test_settings_section_and_token_fields(lab):
 
     keys = [k for k, info in shared.opts.data_labels.items() if info.section and info.section[0] == "vae_lab"]
     assert set(keys) >= {
-        "vae_lab_download_dir", "vae_lab_ram_cache_mb", "vae_lab_precision", "vae_lab_auto_checkpoint_vae",
+        "vae_lab_download_dir", "vae_lab_ram_cache_mb", "vae_lab_device_cache_mb", "vae_lab_precision", "vae_lab_auto_checkpoint_vae",
         "vae_lab_checkpoint_vae", "vae_lab_refuse_wrong_family", "vae_lab_hf_token", "vae_lab_civitai_token",
     }
     for key in ("vae_lab_hf_token", "vae_lab_civitai_token"):

@@ -288,6 +288,8 @@ def test_second_swap_reads_no_disk_and_cache_stays_within_budget(lab, monkeypatc
     assert w.ram_cache().total_bytes <= w.ram_cache().budget
     assert len(w.ram_cache().paths()) == 1
     assert w.ram_cache().stats.evictions >= 1
+    lab.set_opt("vae_lab_device_cache_mb", 64)  # the GPU copies' budget is a setting of its own
+    assert w.ram_cache().device_budget == 64 * 1024 * 1024 and w.ram_cache().budget < 64 * 1024 * 1024
 
 
 # --- the tabs' own entry points -------------------------------------------------------------
@@ -365,14 +367,14 @@ def test_an_explicit_sd_vae_override_wins_for_that_generation(lab):
     assert sd_vae.loaded_vae_file is None
 
 
-def test_checkpoint_vae_is_copied_once_per_checkpoint_not_per_generation(lab, monkeypatch):
+def test_checkpoint_vae_is_never_copied_but_kept_aside_by_reference(lab, monkeypatch):
     """The WebUI's store_base_vae deep-copies the checkpoint's VAE at every swap away from it (and
-    forgets it at each restore); VAE Lab keeps one CPU copy per checkpoint in its RAM cache."""
+    forgets it at each restore); VAE Lab keeps the module's own tensors aside as they are (a swap
+    re-points the module), and puts those very tensors back afterwards."""
     from modules import processing, sd_vae, shared
 
-    import vae_lab.webui as w
-
     own = vae_weights(shared.sd_model)
+    own_ptrs = {k: v.data_ptr() for k, v in shared.sd_model.first_stage_model.state_dict().items()}
     stored = []
     real_store = sd_vae.store_base_vae
 
@@ -382,10 +384,11 @@ def test_checkpoint_vae_is_copied_once_per_checkpoint_not_per_generation(lab, mo
 
     monkeypatch.setattr(sd_vae, "store_base_vae", store)
     original = processing.StableDiffusionProcessingTxt2Img.sample
-    bases = []
+    bases, in_use = [], []
 
     def sample(self, *args, **kwargs):
-        bases.append(sd_vae.base_vae)
+        bases.append({k: v.data_ptr() for k, v in sd_vae.base_vae.items()})
+        in_use.append({k: v.data_ptr() for k, v in shared.sd_model.first_stage_model.state_dict().items()})
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(processing.StableDiffusionProcessingTxt2Img, "sample", sample)
@@ -393,14 +396,16 @@ def test_checkpoint_vae_is_copied_once_per_checkpoint_not_per_generation(lab, mo
         run_p(make_p(lab, True, f"{name}.safetensors", []))
         assert sd_vae.loaded_vae_file is None and sd_vae.base_vae is None  # as the WebUI's restore leaves it
         assert all(torch.equal(v, own[k]) for k, v in vae_weights(shared.sd_model).items())
-    assert stored == [] and len(bases) == 3 and bases[0] is bases[1] is bases[2]
-    assert all(t.device.type == "cpu" and torch.equal(t, own[k]) for k, t in bases[0].items())
-    ckpt = shared.sd_model.sd_checkpoint_info.filename
-    assert ckpt in w.ram_cache()
+        assert {k: v.data_ptr() for k, v in shared.sd_model.first_stage_model.state_dict().items()} == own_ptrs
+    assert stored == [] and len(bases) == 3
+    assert all(b == own_ptrs for b in bases)  # the base is the module's own memory, not a copy
+    assert all(u != own_ptrs for u in in_use)  # while the file's VAE decodes, the module points elsewhere
+    assert in_use[0] == in_use[2]  # a.safetensors from the cache, the same tensors both times
 
-    # another checkpoint: its own copy, not the first one's
+    # another checkpoint: its own tensors, not the first one's
     own_xl = vae_weights(lab.load_checkpoint("sdxl_base"))
+    xl_ptrs = {k: v.data_ptr() for k, v in shared.sd_model.first_stage_model.state_dict().items()}
     run_p(make_p(lab, True, "xl_vae.safetensors", []))
-    assert len(bases) == 4 and bases[3] is not bases[0]
-    assert all(torch.equal(t, own_xl[k]) for k, t in bases[3].items())
+    assert len(bases) == 4 and bases[3] == xl_ptrs
+    assert all(torch.equal(v, own_xl[k]) for k, v in vae_weights(shared.sd_model).items())
     assert sd_vae.loaded_vae_file is None and stored == []

@@ -8,8 +8,8 @@ It wires VAE Lab into AUTOMATIC1111's WebUI 1.10 (and, through another `Host`, F
   every sample is decoded again by each extra VAE.
 * `checkpoint`: a preferred VAE per checkpoint, applied when that checkpoint loads.
 * `tab`: the comparison tab (`vae_lab.ui.tab`) with the WebUI's folders, lock and Settings.
-* `swap`: VAE swaps from RAM (`vae_lab.runtime.ramcache` / `vae_lab.runtime.swap`) with the
-  host's bookkeeping; `vaes`: the host's VAE list, hashes, identities and family checks.
+* `swap`: VAE swaps from RAM (`vae_lab.runtime.ramcache` / `vae_lab.runtime.swap`, by reference)
+  with the host's bookkeeping; the tab's models are built over the same RAM cache; `vaes`: the host's VAE list, hashes, identities and family checks.
 * `host` / `a1111` / `forge`: what differs between WebUIs, behind one small interface; `state`: the one
   `Session` object each load of `scripts/vae_lab.py` starts.
 
@@ -85,6 +85,9 @@ def init(ext_dir: str) -> None:
     wants it, on_infotext_pasted) itself)."""
     _console_logging()
     session = state.start(detect_host(), ext_dir)
+    from vae_lab.compare.cache import default_cache
+
+    default_cache().use_weights(session.ram_cache())  # one cache of weights: swaps and the tab
     # before the WebUI's startup refresh, which runs after scripts are loaded
     session.host.hook_vae_list(also=_add_download_folder)
     unsupported = session.host.unsupported()

@@ -73,27 +73,20 @@ class A1111Host(Host):
         return sd_vae.base_vae
 
     def keep_base_vae(self, model) -> None:
-        """The WebUI's `store_base_vae`, once per checkpoint instead of once per swap.
+        """The WebUI's `store_base_vae`, by reference and once per checkpoint.
 
         The WebUI deep-copies the checkpoint's VAE (on the model's device) each time a file's VAE
-        goes in, and forgets the copy at each restore, so every per-generation VAE paid for a
-        full copy. Here the copy is a CPU snapshot kept in VAE Lab's RAM cache under the
-        checkpoint file (size and mtime checked, within the budget); the WebUI gets that one.
+        goes in. Here the module's own tensors are kept as they are: a swap re-points the module
+        at other tensors (`runtime.swap.swap_in`), so the checkpoint's own stay intact, cost no
+        copy and take the memory the WebUI's copy would; the WebUI's `base_vae` is that dict.
         """
         info = getattr(model, "sd_checkpoint_info", None)
         if info is not None and sd_vae.checkpoint_info == info and sd_vae.base_vae is not None:
             return  # the WebUI already holds this checkpoint's own VAE
         assert not sd_vae.loaded_vae_file, "Trying to store non-base VAE!"
-        ckpt = self.checkpoint_file(model)
-        if not ckpt or not os.path.isfile(ckpt):
-            sd_vae.store_base_vae(model)
-            return
         from vae_lab.runtime import swap as weights
-        from vae_lab.webui import state
 
-        cache = state.current().ram_cache()
-        base = cache.get(ckpt, lambda _path: weights.snapshot(self.vae_module(model)))
-        sd_vae.base_vae, sd_vae.checkpoint_info = base, info
+        sd_vae.base_vae, sd_vae.checkpoint_info = weights.tensors_of(self.vae_module(model)), info
 
     def mark_loaded(self, model, vae_file: str | None) -> None:
         if vae_file is None:

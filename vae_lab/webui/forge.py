@@ -113,11 +113,12 @@ class ForgeHost(A1111Host):
         return getattr(model, "_vae_lab_base", None)
 
     def keep_base_vae(self, model) -> None:
-        """Forge's own VAE of this model object, snapshotted once (a rebuilt model is a new object)."""
+        """Forge's own VAE of this model object, kept by reference once (a rebuilt model is a new
+        object): a swap re-points the module at other tensors, so these stay intact uncopied."""
         if getattr(model, "_vae_lab_base", None) is None:
             from vae_lab.runtime import swap as weights
 
-            model._vae_lab_base = weights.snapshot(self.vae_module(model))
+            model._vae_lab_base = weights.tensors_of(self.vae_module(model))
 
     def mark_loaded(self, model, vae_file: str | None) -> None:
         model._vae_lab_file = vae_file  # Forge keeps no VAE bookkeeping VAE Lab must update

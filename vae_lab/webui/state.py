@@ -58,12 +58,13 @@ class Session:
     status_views: list = field(default_factory=list)  # the accordions' "VAE in use" lines (txt2img, img2img)
 
     def ram_cache(self) -> RamCache:
-        """The process-wide state-dict cache, sized by the Settings budget."""
+        """The process-wide weights cache (swaps and the tab), sized by the Settings budgets."""
         budget = int(self.host.option("vae_lab_ram_cache_mb", 1024)) * MB
+        device_budget = int(self.host.option("vae_lab_device_cache_mb", 512)) * MB
         if self.cache is None:
-            self.cache = RamCache(budget)
-        elif self.cache.budget != budget:
-            self.cache.set_budget(budget)
+            self.cache = RamCache(budget, device_budget)
+        elif (self.cache.budget, self.cache.device_budget) != (budget, device_budget):
+            self.cache.set_budget(budget, device_budget)
         return self.cache
 
 

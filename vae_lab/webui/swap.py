@@ -1,9 +1,12 @@
 """Swapping the VAE of the host's loaded model from RAM, with the host's bookkeeping.
 
-Swaps never go through the WebUI's own VAE reload (A1111's `sd_vae.reload_vae_weights` moves
-the whole model to the CPU and back): state dicts come from `vae_lab.runtime.ramcache` and go
-into the live VAE module through `vae_lab.runtime.swap`, after a family check. Validation comes
-first, so a refused or broken VAE changes nothing.
+Swaps never go through the WebUI's own VAE reload (A1111's `sd_vae.reload_vae_weights` reads
+the file, moves the whole model to the CPU and back and copies every tensor): the weights come
+from `vae_lab.runtime.ramcache`, already in the VAE module's dtype and on its device, and are
+put in by reference (`vae_lab.runtime.swap.swap_in`), after a family check. The checkpoint's own
+VAE is kept aside by reference too (no copy), and so is a VAE the WebUI loaded itself, so
+swapping back copies nothing either. Validation comes first, so a refused or broken VAE
+changes nothing.
 """
 
 from __future__ import annotations
@@ -40,23 +43,42 @@ def swap_vae(model, vae_file: str | None, *, source: str, check: bool = True) ->
             if base is None:
                 raise VaeLabError("the checkpoint's own VAE is not in memory; reload the checkpoint to get it back")
             with host.writing_weights():
-                weights.copy_into(module, base, name="the checkpoint's own VAE")
+                weights.swap_in(module, base, name="the checkpoint's own VAE")
         else:
             if check:
                 vaes.checked(model, vae_file)
             cache = session.ram_cache()
-            state_dict = cache.get(vae_file, vaes.read_state_dict)
-            weights.check(module, state_dict, name=os.path.basename(vae_file))  # before anything changes
+            like = _a_weight(module)
+            tensors = cache.placed(vae_file, vaes.read_state_dict, device=like.device, dtype=like.dtype)
+            name = os.path.basename(vae_file)
+            pairs = weights.check(module, tensors, name=name)  # before anything changes
             with host.writing_weights():
                 if current is None:
-                    host.keep_base_vae(model)  # keep the checkpoint's own VAE, as the WebUI's load does
-                elif current not in cache and os.path.isfile(current):
-                    # The WebUI loaded it from disk; keep it so swapping back never reads the disk.
-                    cache.put(current, weights.snapshot(module))
-                weights.copy_into(module, state_dict, name=os.path.basename(vae_file))
+                    host.keep_base_vae(model)  # the checkpoint's own VAE, kept aside by reference
+                elif not _placed_in_cache(cache, current, like):
+                    # The WebUI loaded it from disk: keep its tensors (by reference) so swapping
+                    # back neither reads the disk nor copies.
+                    cache.put_placed(current, weights.tensors_of(module))
+                weights.swap_in(module, tensors, name=name, pairs=pairs)
         host.mark_loaded(model, vae_file)
         session.status.file, session.status.source, session.status.note = vae_file, source, ""
         return True
+
+
+def _a_weight(module):
+    """One floating point tensor of `module`: the dtype and device its weights live in."""
+    for t in module.parameters():
+        if t.is_floating_point():
+            return t
+    raise VaeLabError("the loaded model's VAE has no weights VAE Lab can swap")
+
+
+def _placed_in_cache(cache, path: str, like) -> bool:
+    """Whether `path`'s weights are in `cache` in `like`'s dtype and device (False: not a file)."""
+    try:
+        return cache.has_placed(path, device=like.device, dtype=like.dtype)
+    except OSError:
+        return True  # a file that is gone: nothing to key its weights by
 
 
 def begin_generation_swap(p, model, target: str | None) -> bool:
