@@ -57,7 +57,7 @@ def _slots(module) -> dict:
         for n, p in mod._parameters.items():
             if p is not None:
                 out[prefix + n] = (mod, n, True)
-        non_persistent = getattr(mod, "_non_persistent_buffers_set", set())
+        non_persistent: set = getattr(mod, "_non_persistent_buffers_set", set())
         for n, b in mod._buffers.items():
             if b is not None and n not in non_persistent:
                 out[prefix + n] = (mod, n, False)
