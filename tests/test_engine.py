@@ -232,3 +232,24 @@ def test_the_half_precision_weight_copy_is_not_counted_as_decode_memory(precisio
     weights = sum(p.numel() for p in vae._model_at(precision).parameters()) * 2
     assert second.peak_memory_bytes < weights  # premise: the copy would dominate the measurement
     assert first.peak_memory_bytes == second.peak_memory_bytes
+
+
+def test_a_half_precision_decode_with_a_stop_event_runs_and_leaves_no_hooks(tmp_path):
+    """The tab always passes its Stop event: the hooks that check it used to sit on the fp32
+    master while the bf16 copy was deep-copied from it, and an Event does not deep-copy
+    ("cannot pickle '_thread.lock'"): every half-precision comparison in the tab failed."""
+    import threading
+
+    vae = Vae.from_state_dict(random_kl_state_dict(TINY_KL, seed=3), arch=TINY_KL, family="sd1", device="cpu",
+                              state_dir=tmp_path)
+    z = torch.randn(1, 4, 8, 8)
+    res = vae.decode(z, precision="bf16", tile=False, cancel=threading.Event())
+    assert res.precision_used == "bf16" and res.images.shape == (1, 3, 64, 64)
+    assert all(not m._forward_pre_hooks for m in vae._model.modules())
+    stop = threading.Event()
+    stop.set()
+    from vae_lab.errors import Cancelled
+
+    with pytest.raises(Cancelled):
+        vae.decode(z, precision="bf16", tile=False, cancel=stop)
+    assert all(not m._forward_pre_hooks for m in vae._model.modules())

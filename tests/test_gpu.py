@@ -80,3 +80,53 @@ def test_peak_memory_comes_from_max_memory_allocated(vae, latents):
     assert whole.peak_memory_bytes >= 64 * 512 * 512 * 4  # the last Upsample's output at least
     assert tiled.peak_memory_bytes < whole.peak_memory_bytes
     assert psnr(tiled.images, whole.images) >= 60
+
+
+def test_a_comparison_returns_cuda_memory_to_what_it_was(tmp_path):
+    """The tab's cache keeps fp32 masters in RAM; a run's device copies go with the run."""
+    import gc
+
+    from safetensors.torch import save_file
+
+    from vae_lab.compare.cache import VaeCache
+    from vae_lab.compare.runner import CompareRequest, run_compare
+
+    paths = []
+    for seed in (1, 2):
+        p = tmp_path / f"v{seed}.safetensors"
+        save_file(random_kl_state_dict(TINY_KL, seed=seed), str(p))
+        paths.append(str(p))
+    cache = VaeCache()
+    req = CompareRequest(vae_paths=paths, latents=torch.randn(1, 4, 16, 16), precision="fp16", device="cuda")
+    run_compare(req, load=lambda p: cache.load(p, device="cuda"))  # warm: files read, kernels loaded
+    gc.collect()
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    result = run_compare(req, load=lambda p: cache.load(p, device="cuda"))
+    assert all(o.ok for o in result.outcomes)
+    del result
+    gc.collect()
+    torch.cuda.synchronize()
+    assert abs(torch.cuda.memory_allocated() - before) <= 0.01 * max(before, 1) + 4096
+
+
+def test_a_swap_from_a_device_copy_copies_nothing_on_cuda(tmp_path):
+    """`RamCache.placed` keeps the fp16 CUDA copy (device budget); swapping it in re-points tensors."""
+    from safetensors.torch import load_file, save_file
+
+    from vae_lab.models import build_model
+    from vae_lab.runtime import swap
+    from vae_lab.runtime.ramcache import RamCache
+
+    path = tmp_path / "b.safetensors"
+    save_file(random_kl_state_dict(TINY_KL, seed=2), str(path))
+    module = build_model("kl", random_kl_state_dict(TINY_KL, seed=1), TINY_KL).to("cuda", torch.float16)
+    cache = RamCache(2**30, device_budget_bytes=2**30)
+    placed = cache.placed(path, load_file, device="cuda", dtype=torch.float16)
+    assert cache.device_bytes("cuda") > 0 and all(t.is_cuda for t in placed.values())
+    res = swap.swap_in(module, cache.placed(path, load_file, device="cuda", dtype=torch.float16))
+    assert res.converted == 0
+    ptrs = {t.data_ptr() for t in placed.values()}
+    assert all(p.data_ptr() in ptrs for p in module.parameters())
+    swap.swap_in(module, res.previous)
+    assert all(p.data_ptr() not in ptrs for p in module.parameters())

@@ -81,6 +81,35 @@ def test_the_tab_and_the_swaps_use_one_cache_of_weights(lab):
     assert seen and set(seen) <= tab_ptrs  # the generation decoded with the tab's tensors
 
 
+def test_nothing_is_held_after_a_comparison_in_the_webui(lab):
+    """Tensor bytes live before a (warm) tab run are all that is live after it: the run's models
+    are the cache's, its casts, latents and images go with it (CUDA: tests/test_gpu.py)."""
+    import gc
+
+    import vae_lab.webui as w
+    from vae_lab.runtime.memory import TensorPeak
+    from vae_lab.ui import tab as ui
+    from vae_lab.ui.vae_ids import vae_id
+
+    run_p(make_p(lab, False, AS_IN_SETTINGS, [], seed=3))
+    logic = ui.TabLogic(w.ui_context())
+    ref = next(r for r in logic.on_source(ui.SOURCE_LAST, None, [])[5]["choices"] if r.startswith("a.safetensors"))
+    ids = [vae_id(lab.vae(n)) for n in ("a", "b")]
+
+    def run():
+        out = logic.run(ui.SOURCE_LAST, None, None, ids, ui.ENCODER_FIRST, "bf16", "off", ref)
+        assert "2 of 2 VAEs decoded" in out[3], [o.error for o in out[4].outcomes]
+
+    run()  # warm: the files are read into the one cache
+    held = w.ram_cache().total_bytes
+    gc.collect()
+    with TensorPeak() as tp:
+        run()
+        gc.collect()
+    assert tp.peak_bytes > 0 and tp.live == 0
+    assert w.ram_cache().total_bytes == held
+
+
 def test_a_download_from_the_tab_updates_the_settings_vae_dropdown(lab, tmp_path):
     """After "Get VAEs", the Settings "SD VAE" dropdown lists the new file without a 🔄 click."""
     import shutil

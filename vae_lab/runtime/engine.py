@@ -214,44 +214,45 @@ class Vae:
         estimate = None
         peak: int | None = None
         t0 = time.perf_counter()
-        with _checking_cancel(self._model, cancel):
-            for i, p in enumerate(chain):
-                # The half-precision copy of the weights is built outside the measured region:
-                # the peak is what this call needs on top of the loaded model.
-                model = self._model_at(p)
-                with PeakMemory(self.device) as pm:
-                    xi = self._prepare(x.to(self.device, prec.dtype_of(p)))
-                    tiled = _want_tiles(tile, model, op, xi, self.device)
-                    work = _work(model, op, xi.shape, tiled)
-                    if i == 0:
-                        rate = self._rates.get((op, p, self.device.type))
-                        estimate = None if rate is None else work * rate
-                        if estimate is not None and estimate > 10:
-                            _log.info("%s: %s of %s will take about %.0f s", self.name, op, list(xi.shape), estimate)
-                        if on_estimate is not None:
-                            on_estimate(estimate)
-                    t_step = time.perf_counter()
-                    with torch.inference_mode():
-                        try:
-                            out = step(model, xi, tiled)
-                        except Exception as err:  # noqa: BLE001 — only memory failures are retried
-                            if not _is_oom(err) or tiled is not None or tile not in ("auto", None):
-                                raise
-                            del err
-                            if self.device.type == "cuda":
-                                torch.cuda.empty_cache()
-                            tiled = _default_tiles(op)
-                            _log.info("%s: out of memory for a whole-image %s; retrying in %d px tiles", self.name,
-                                      op, tiled * self.downscale)
-                            out = step(model, xi, tiled)
-                    del xi
-                    self._rates[(op, p, self.device.type)] = (time.perf_counter() - t_step) / max(work, 1.0)
-                if pm.peak_bytes is not None:
-                    peak = max(peak or 0, pm.peak_bytes)
-                if i == len(chain) - 1 or prec.is_finite(out):
-                    break
-                failed.append(p)
-                out = None  # free the failed attempt's output before the next precision runs
+        for i, p in enumerate(chain):
+            # The half-precision copy of the weights is built outside the measured region:
+            # the peak is what this call needs on top of the loaded model.
+            model = self._model_at(p)
+            # Stop's hooks go on the model that runs (a half-precision copy is made from the bare
+            # master: hooks holding the caller's Event would not deep-copy, nor belong there).
+            with _checking_cancel(model, cancel), PeakMemory(self.device) as pm:
+                xi = self._prepare(x.to(self.device, prec.dtype_of(p)))
+                tiled = _want_tiles(tile, model, op, xi, self.device)
+                work = _work(model, op, xi.shape, tiled)
+                if i == 0:
+                    rate = self._rates.get((op, p, self.device.type))
+                    estimate = None if rate is None else work * rate
+                    if estimate is not None and estimate > 10:
+                        _log.info("%s: %s of %s will take about %.0f s", self.name, op, list(xi.shape), estimate)
+                    if on_estimate is not None:
+                        on_estimate(estimate)
+                t_step = time.perf_counter()
+                with torch.inference_mode():
+                    try:
+                        out = step(model, xi, tiled)
+                    except Exception as err:  # noqa: BLE001 — only memory failures are retried
+                        if not _is_oom(err) or tiled is not None or tile not in ("auto", None):
+                            raise
+                        del err
+                        if self.device.type == "cuda":
+                            torch.cuda.empty_cache()
+                        tiled = _default_tiles(op)
+                        _log.info("%s: out of memory for a whole-image %s; retrying in %d px tiles", self.name,
+                                  op, tiled * self.downscale)
+                        out = step(model, xi, tiled)
+                del xi
+                self._rates[(op, p, self.device.type)] = (time.perf_counter() - t_step) / max(work, 1.0)
+            if pm.peak_bytes is not None:
+                peak = max(peak or 0, pm.peak_bytes)
+            if i == len(chain) - 1 or prec.is_finite(out):
+                break
+            failed.append(p)
+            out = None  # free the failed attempt's output before the next precision runs
         if not self.keep_cast:
             self._cast.clear()
         if not prec.is_finite(out):
