@@ -140,8 +140,10 @@ def test_build_tab_has_the_documented_components(context):
     for elem in ("vae_lab_source", "vae_lab_image", "vae_lab_latent_file", "vae_lab_vaes", "vae_lab_encoder",
                  "vae_lab_reference", "vae_lab_precision", "vae_lab_tiling", "vae_lab_run", "vae_lab_stop",
                  "vae_lab_view", "vae_lab_metrics", "vae_lab_pair", "vae_lab_gain", "vae_lab_files",
-                 "vae_lab_catalog", "vae_lab_url", "vae_lab_download"):
+                 "vae_lab_catalog", "vae_lab_url", "vae_lab_download", "vae_lab_fast_attention"):
         assert elem in ids, elem
+    fast = ids["vae_lab_fast_attention"]["props"]
+    assert fast["label"] == "Fast attention for huge images (windowed; slightly inexact)" and fast["value"] is False
     vaes = ids["vae_lab_vaes"]["props"]["choices"]
     assert sorted(label.split(" · ")[0] for label, _ in vaes) == sorted(["taef2_decoder.pth", *KL_NAMES, BROKEN])
     # the image comes in as a file, so the tab reads it (and says why when it cannot)
@@ -219,6 +221,14 @@ def small_photo(astronaut):
     from PIL import Image
 
     return np.asarray(Image.fromarray(astronaut).resize((64, 64), Image.LANCZOS))
+
+
+def test_fast_attention_box_asks_for_windowed_attention(context, vae_dir, small_photo):
+    logic = ui.TabLogic(context)
+    vaes = [vae_id(vae_dir / KL_NAMES[0])]
+    args = (ui.SOURCE_IMAGE, small_photo, None, vaes, ui.ENCODER_FIRST, "fp32", "auto", ui.NO_REFERENCE)
+    assert logic.request(*args)[0].attention == "global"  # exact unless ticked
+    assert logic.request(*args, fast_attention=True)[0].attention == "window"
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,10 @@ class VaeLabError(Exception):
     """A user-facing error: `str(err)` is one clear line."""
 
 
+class BadOption(VaeLabError):
+    """An option given a value it does not take (an engine argument, a command-line flag)."""
+
+
 class BadVaeFile(VaeLabError):
     """A file that cannot be read as a VAE (corrupt, truncated, wrong tensors, not a VAE)."""
 

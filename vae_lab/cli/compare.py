@@ -12,6 +12,7 @@ import re
 import sys
 import time
 
+from vae_lab.cli._codec import add_attention
 from vae_lab.runtime import precision as prec
 
 HELP = "compare VAEs on an image (round trip) or on latents: images, grid, PSNR/SSIM/LPIPS table"
@@ -30,6 +31,7 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--precision", default="auto", choices=prec.CHOICES, help="decode precision (auto = fp16 on GPU, bf16 on CPUs with AMX, else fp32)")
     parser.add_argument("--tile", default="auto", metavar="auto|on|off|PIXELS", help="tiled decode (default auto: when large or out of memory)")
+    add_attention(parser)  # every encode and decode of the comparison, the reference's too
     parser.add_argument("--diff", nargs=2, metavar=("A", "B"), help="difference map between two entries: index (0 = reference) or name; default: reference vs the first VAE")
     parser.add_argument("--gain", type=float, default=4.0, help="difference map amplification (default 4)")
     parser.add_argument("--batch-index", type=int, default=0, help="latent mode: which image of a batch (default 0)")
@@ -78,6 +80,8 @@ def build_request(args):
         encoder=args.encoder,
         precision=args.precision,
         tile=_tile_arg(args.tile),
+        attention=args.attention,
+        attention_window=args.attention_window,
         reference=args.reference,
         diff_gain=args.gain,
         batch_index=args.batch_index,

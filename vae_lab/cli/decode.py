@@ -40,11 +40,12 @@ def pick_family(vae, file_family, forced):
 
 
 def run(args) -> int:
-    from vae_lab.runtime.engine import load_vae
+    from vae_lab.runtime.engine import check_attention, load_vae
     from vae_lab.files.imaging import save_images
     from vae_lab.files.latents import image_size_from_meta, load_latents
 
     tile = tile_arg(args.tile)
+    check_attention(args.attention, args.attention_window)  # before the (slow) loading
     device = device_arg(args.device)
     check_out(args.out, image=True)
     latents, meta = load_latents(args.latents)
@@ -57,7 +58,8 @@ def run(args) -> int:
     if size and not (latents.shape[2] * f - f < size[0] <= latents.shape[2] * f
                      and latents.shape[3] * f - f < size[1] <= latents.shape[3] * f):
         size = None  # metadata that does not fit these latents is ignored
-    res = vae.decode(latents, precision=args.precision, tile=tile, size=size)
+    res = vae.decode(latents, precision=args.precision, tile=tile, size=size, attention=args.attention,
+                     attention_window=args.attention_window)
     try:
         paths = save_images(res.images, args.out)
     except (ValueError, OSError) as err:

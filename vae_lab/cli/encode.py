@@ -16,16 +16,18 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from vae_lab.runtime.engine import load_vae
+    from vae_lab.runtime.engine import check_attention, load_vae
     from vae_lab.files.imaging import load_image
     from vae_lab.files.latents import save_latents
 
     tile = tile_arg(args.tile)
+    check_attention(args.attention, args.attention_window)  # before the (slow) loading
     device = device_arg(args.device)
     check_out(args.out)
     image = load_image(args.image)
     vae = load_vae(args.vae, device=device)
-    res = vae.encode(image, precision=args.precision, tile=tile)
+    res = vae.encode(image, precision=args.precision, tile=tile, attention=args.attention,
+                     attention_window=args.attention_window)
     path = save_latents(args.out, res.latents, family=vae.family, image_size=res.image_size, vae=vae.name)
     if args.json:
         out = {"out": path, "vae": vae.name, "family": vae.family, "latents_shape": list(res.latents.shape),

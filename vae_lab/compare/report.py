@@ -33,6 +33,8 @@ def display_rows(result) -> tuple[list[str], list[list[str]]]:
         note = []
         if o.tiled:
             note.append("tiled")
+        if o.attention == "window":
+            note.append("windowed attention (inexact)")
         if o.encoder and o.encoder != o.name:
             note.append(f"encoded by {o.encoder}")
         if o.name in same:
@@ -135,6 +137,8 @@ def caption_lines(o: VaeOutcome) -> list[str]:
     if o.fallback:
         prec += f" (after NaN in {', '.join(o.fallback)})"
     first = [family_label(o.family) or "unknown family", o.kind or "?", prec] + (["tiled"] if o.tiled else [])
+    if o.attention == "window":
+        first.append("windowed attention")
     t = f"decode {o.decode_seconds:.2f} s" if o.decode_seconds is not None else "decode n/a"
     if o.encode_seconds:
         t += f" · encode {o.encode_seconds:.2f} s"

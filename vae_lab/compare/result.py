@@ -29,6 +29,8 @@ class CompareRequest:
     encoder: str = "family"  # "family" | "first" | "own" | path of a VAE whose encoder makes the latents
     precision: str = "auto"  # passed to Vae.encode/decode: "auto" (precision.auto_precision) | "fp32" | "fp16" | "bf16"
     tile: Any = "auto"  # passed to Vae.encode/decode: "auto" | True | False
+    attention: str = "global"  # passed to Vae.encode/decode (every one, the reference's too): "global" | "window"
+    attention_window: int | None = None  # pixels, for attention="window" (None: the engine's default)
     reference: str | None = None  # latent mode: a VAE path whose fp32 decode is the reference
     diff_pair: tuple | None = None  # (a, b): entries by index in `entries()` (0 = reference) or label
     diff_gain: float = 4.0
@@ -66,6 +68,7 @@ class VaeOutcome:
     fallback: list = field(default_factory=list)  # precisions that gave NaN/Inf and were retried
     unsupported: list = field(default_factory=list)  # precisions the device cannot run (fp16 on torch 2.1 CPU)
     tiled: bool | None = None
+    attention: str | None = None  # the decode's mid-block attention: "global", "window" (inexact) or "none"
     encode_seconds: float | None = None  # only when this VAE's own encoder ran for this entry
     decode_seconds: float | None = None
     peak_memory_bytes: int | None = None
@@ -133,6 +136,7 @@ class CompareResult:
                     "precision": o.precision_used,
                     "fallback": list(o.fallback or []),
                     "tiled": o.tiled,
+                    "attention": o.attention,
                     "encode_s": o.encode_seconds,
                     "decode_s": o.decode_seconds,
                     "peak_memory_bytes": o.peak_memory_bytes,

@@ -64,6 +64,14 @@ def _cancel_kwargs(fn, cancel) -> dict:
     return {"cancel": cancel} if "cancel" in params else {}
 
 
+def _attention_kwargs(req: CompareRequest) -> dict:
+    """The request's attention mode for Vae.encode/decode; nothing for the default (exact) one,
+    so engines and stand-ins without the option still run."""
+    if req.attention == "global" and req.attention_window is None:
+        return {}
+    return {"attention": req.attention, "attention_window": req.attention_window}
+
+
 def _is_engine_cancel(err: BaseException) -> bool:
     from vae_lab import errors
 
@@ -135,6 +143,9 @@ def _check_request(req: CompareRequest) -> None:
         raise VaeLabError(f"encoder must be 'first', 'own' or a VAE file; {req.encoder} does not exist")
     if req.diff_pair is not None and len(req.diff_pair) != 2:
         raise VaeLabError("diff_pair must name two entries")
+    from vae_lab.runtime.engine import check_attention
+
+    check_attention(req.attention, req.attention_window)
 
 
 def run_compare(
@@ -174,6 +185,7 @@ class _Comparison:
                 "encoder": req.encoder if self.roundtrip else None,
                 "precision": req.precision,
                 "tile": req.tile,
+                "attention": req.attention,
                 "reference": req.reference,
                 "batch_index": None if self.roundtrip else req.batch_index,
             },
@@ -265,7 +277,7 @@ class _Comparison:
         """Encode the image with `vae` for the entries `members`; an error goes to each of them."""
         req = self.req
         try:
-            er = vae.encode(self.pixels, precision=req.precision, tile=req.tile,
+            er = vae.encode(self.pixels, precision=req.precision, tile=req.tile, **_attention_kwargs(req),
                             **_cancel_kwargs(vae.encode, self._is_cancelled))
         except Exception as err:
             if _is_engine_cancel(err):
@@ -381,7 +393,7 @@ class _Comparison:
             if self.roundtrip and req.encoder == "own":
                 if not getattr(vae, "has_encoder", True):
                     raise IncompatibleVae(f"{vae.name} has no encoder for its own round trip")
-                er = vae.encode(self.pixels, precision=req.precision, tile=req.tile,
+                er = vae.encode(self.pixels, precision=req.precision, tile=req.tile, **_attention_kwargs(req),
                                 **_cancel_kwargs(vae.encode, cancel))
                 latents, family = er.latents, getattr(vae, "family", None)
                 o.encoder, o.encode_seconds = o.name, er.seconds
@@ -392,13 +404,14 @@ class _Comparison:
                 if shared.encoder_index == i:
                     o.encode_seconds = shared.seconds
             compatibility.check_decode(vae, int(latents.shape[1]), family).raise_if_refused()
-            dr = vae.decode(latents, precision=req.precision, tile=req.tile, size=self.size,
+            dr = vae.decode(latents, precision=req.precision, tile=req.tile, size=self.size, **_attention_kwargs(req),
                             **_cancel_kwargs(vae.decode, cancel))
             o.image = _to_uint8(dr.images)
             o.precision_used = dr.precision_used
             o.fallback = list(dr.fallback or [])
             o.unsupported = list(dr.unsupported or [])
             o.tiled = bool(dr.tiled)
+            o.attention = getattr(dr, "attention", None)
             o.decode_seconds = dr.seconds
             o.peak_memory_bytes = dr.peak_memory_bytes
         except Cancelled:  # Stop reached inside the decode (engine `cancel`): the run ends here
@@ -426,7 +439,7 @@ def _reference_decode(result, req, latents, latents_family, load):
     try:
         ref = load(req.reference)
         compatibility.check_decode(ref, int(latents.shape[1]), latents_family).raise_if_refused()
-        dr = ref.decode(latents, precision="fp32", tile=req.tile, size=req.image_size)
+        dr = ref.decode(latents, precision="fp32", tile=req.tile, size=req.image_size, **_attention_kwargs(req))
         result.reference_image = _to_uint8(dr.images)
         result.reference_label = f"{ref.name} (fp32)"
     except Exception as err:

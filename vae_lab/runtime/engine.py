@@ -3,6 +3,7 @@
     vae = load_vae("vae-ft-mse-840000-ema-pruned.safetensors")
     res = vae.decode(latents)            # diffusion-space latents in, [-1, 1] images out
     res.images, res.precision_used, res.fallback, res.tiled, res.seconds, res.peak_memory_bytes
+    vae.decode(latents, attention="window")  # opt-in, inexact: mid-block attention within windows
 
 What a call does, in order:
 1. check the input (channels, rank) and pad images to a multiple of the VAE's scale
@@ -17,6 +18,7 @@ What a call does, in order:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +26,19 @@ from typing import Any
 
 from vae_lab.identity import compatibility, families
 from vae_lab.runtime import precision as prec
-from vae_lab.errors import Cancelled, IncompatibleVae, VaeLabError
+from vae_lab.errors import BadOption, Cancelled, IncompatibleVae, VaeLabError
 
 _log = logging.getLogger("vae_lab.engine")
+
+# `attention=`: "global" (exact, the default) or "window" (opt-in: the mid-block attention
+# within overlapping windows of `attention_window` pixels; linear instead of quadratic in
+# the image area, slightly inexact — measured in docs/benchmarks.md, *Windowed attention*).
+ATTENTION_MODES = ("global", "window")
+DEFAULT_ATTENTION_WINDOW = 512  # pixels: 64 latent positions at f8
+MIN_ATTENTION_WINDOW = 64  # pixels
+# Side of the pooled far field each window also attends to (`kl.WindowedAttention`): latents
+# up to this side (1024 px) are exact; 4 x 4-position cells at 4096 px, 8 x 8 at 8192 px.
+ATTENTION_FAR_GRID = 128
 
 
 @dataclass
@@ -37,6 +49,8 @@ class _Report:
     unsupported: list = field(default_factory=list)  # precisions this device cannot run (prec.runs_on)
     tiled: bool = False
     tiles: int = 1
+    attention: str = "global"  # "global" (exact), "window" (windowed, inexact) or "none" (a VAE without attention)
+    attention_windows: int = 1  # windows of the mid-block attention (1: global)
     seconds: float = 0.0
     peak_memory_bytes: int | None = None
     estimated_seconds: float | None = None  # the estimate made before the call (None: nothing measured yet)
@@ -50,6 +64,8 @@ class _Report:
             "unsupported": list(self.unsupported),
             "tiled": self.tiled,
             "tiles": self.tiles,
+            "attention": self.attention,
+            "attention_windows": self.attention_windows,
             "seconds": round(self.seconds, 4),
             "peak_memory_bytes": self.peak_memory_bytes,
         }
@@ -191,10 +207,11 @@ class Vae:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return t.contiguous(memory_format=fmt)
 
-    def _run(self, op: str, x, precision: str, tile, step, *, cancel=None, on_estimate=None):
+    def _run(self, op: str, x, precision: str, tile, step, *, cancel=None, on_estimate=None, window=None):
         """Run `step(model, x_at_dtype, tile) -> float32 CPU tensor` with fallback and tiling.
 
-        `tile` is None (whole image) or a tile edge in latent positions (see `_want_tiles`).
+        `tile` is None (whole image) or a tile edge in latent positions (see `_want_tiles`);
+        `window` the `WindowedAttention` that runs (None: global), for the estimate.
         """
         import torch
 
@@ -223,7 +240,7 @@ class Vae:
             with _checking_cancel(model, cancel), PeakMemory(self.device) as pm:
                 xi = self._prepare(x.to(self.device, prec.dtype_of(p)))
                 tiled = _want_tiles(tile, model, op, xi, self.device)
-                work = _work(model, op, xi.shape, tiled)
+                work = _work(model, op, xi.shape, tiled, window)
                 if i == 0:
                     rate = self._rates.get((op, p, self.device.type))
                     estimate = None if rate is None else work * rate
@@ -268,16 +285,21 @@ class Vae:
 
     # ------------------------------------------------------------------ public
     def decode(self, latents, *, precision: str = "auto", tile="auto", size=None, progress=None,
-               cancel=None, on_estimate=None) -> DecodeResult:
+               cancel=None, on_estimate=None, attention: str = "global", attention_window=None) -> DecodeResult:
         """Diffusion-space latents [B, C, h, w] (or [C, h, w]) -> images float32 CPU [B, 3, H, W] in [-1, 1].
 
         `tile`: "auto" (tiles when the whole decode would not fit in free memory, or after
         an out-of-memory error), False/0 (never), True (default tiles) or a tile edge in
         pixels. A tiled decode equals the whole one up to float rounding (`tiling.py`).
         `size`: (H, W) to crop to (an image padded to a multiple of 8 before encoding).
-        `progress(done, total)`: called after every tile of every pass of a tiled decode.
+        `attention`: "global" (default: exact) or "window": the mid-block attention within
+        overlapping windows of `attention_window` pixels (default 512), blended without
+        seams; linear instead of quadratic in the image area, slightly inexact (a latent
+        that fits in one window is exact). Tiling stays exact for either mode.
+        `progress(done, total)`: called after every window of a windowed attention and after
+        every tile of every pass of a tiled decode (each phase counts from 1 to its total).
         `cancel`: a `threading.Event` or a no-argument callable; once set / true, the
-        decode stops at the next block or tile (within a second or two) and raises
+        decode stops at the next block, window or tile (within a second or two) and raises
         `errors.Cancelled`.
         `on_estimate(seconds or None)`: called before the work starts with the expected time,
         from this VAE's measured speed on earlier calls (None on the first); also in the result.
@@ -289,31 +311,34 @@ class Vae:
         z = _as_batch(latents, "latents")
         compatibility.check_decode(self, int(z.shape[1])).raise_if_refused()
         raw = families.from_diffusion(z.float(), self.scale, self.shift)
+        spec, att = self._attention(attention, attention_window, raw.shape[2:], cancel, progress)
 
         def step(model, x, tiles):
             if tiles is None:
-                return model.decode(x).float().cpu()
-            head = model.decode_head(x)
+                return model.decode(x, **att).float().cpu()
+            head = model.decode_head(x, **att)
             g = tiling.Graph(head.shape[1])
             return tiling.run_tiled(g, model.decode_tail_graph(g), head, tile=tiles, progress=progress, cancel=cancel)
 
-        out, rep, tiles = self._run("decode", raw, precision, tile, step, cancel=cancel, on_estimate=on_estimate)
+        out, rep, tiles = self._run("decode", raw, precision, tile, step, cancel=cancel, on_estimate=on_estimate,
+                                    window=spec[0])
         if size is not None:
             h, w = int(size[0]), int(size[1])
             if h > out.shape[2] or w > out.shape[3]:
                 raise VaeLabError(f"cannot crop a {out.shape[2]}x{out.shape[3]} decode to {h}x{w}")
             out = out[:, :, :h, :w]
-        res = DecodeResult(images=out.clamp(-1, 1).contiguous(), **rep)
+        res = DecodeResult(images=out.clamp(-1, 1).contiguous(), attention=spec[1], attention_windows=spec[2], **rep)
         if tiles is not None:
             res.tiles = tiling.tile_count(raw.shape[2], raw.shape[3], tiles)
         return res
 
     def encode(self, images, *, precision: str = "auto", tile="auto", progress=None, cancel=None,
-               on_estimate=None) -> EncodeResult:
+               on_estimate=None, attention: str = "global", attention_window=None) -> EncodeResult:
         """Images float [B, 3, H, W] (or [3, H, W]) in [-1, 1], any H, W -> diffusion-space latents.
 
         Sides that are not multiples of the VAE's scale are reflect-padded; decode with
-        `size=result.image_size` to crop back. `tile`, `progress`, `cancel`, `on_estimate`: as in `decode`.
+        `size=result.image_size` to crop back. `tile`, `progress`, `cancel`, `on_estimate`,
+        `attention`, `attention_window` (the encoder's mid-block attention): as in `decode`.
         """
         import torch.nn.functional as F
 
@@ -331,21 +356,44 @@ class Vae:
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        spec, att = self._attention(attention, attention_window, (x.shape[2] // f, x.shape[3] // f), cancel, progress)
 
         def step(model, xi, tiles):
             if tiles is None:
-                return model.encode(xi).float().cpu()
+                return model.encode(xi, **att).float().cpu()
             g = tiling.Graph(xi.shape[1])
             head = tiling.run_tiled(g, model.encode_head_graph(g), xi, tile=tiles * f, align=f, out_device=xi.device,
                                     progress=progress, cancel=cancel)
-            return model.encode_tail(self._prepare(head.to(xi.dtype))).float().cpu()
+            return model.encode_tail(self._prepare(head.to(xi.dtype)), **att).float().cpu()
 
-        raw, rep, tiles = self._run("encode", x, precision, tile, step, cancel=cancel, on_estimate=on_estimate)
+        raw, rep, tiles = self._run("encode", x, precision, tile, step, cancel=cancel, on_estimate=on_estimate,
+                                    window=spec[0])
         lat = families.to_diffusion(raw, self.scale, self.shift).contiguous()
-        res = EncodeResult(latents=lat, image_size=(h, w), **rep)
+        res = EncodeResult(latents=lat, image_size=(h, w), attention=spec[1], attention_windows=spec[2], **rep)
         if tiles is not None:
             res.tiles = tiling.tile_count(x.shape[2], x.shape[3], tiles * f, f)
         return res
+
+    def _attention(self, attention, window, latent_hw, cancel, progress):
+        """Check `attention`/`attention_window`; returns ((window in latent positions or None,
+        the mode that runs, its window count), the model's keyword arguments)."""
+        px = check_attention(attention, window)
+        if not getattr(self._model, "has_attention", False):
+            return (None, "none", 0), {}
+        if attention == "global":
+            return (None, "global", 1), {}
+        from vae_lab.models.kl import WindowedAttention
+
+        def check():
+            if _cancelled(cancel):
+                raise Cancelled("stopped")
+
+        spec = WindowedAttention(max(1, px // self.downscale), ATTENTION_FAR_GRID,
+                                 check=check if cancel is not None else None, progress=progress)
+        plan = spec.plan(int(latent_hw[0]), int(latent_hw[1]))
+        if plan is None:  # small enough that the exact global attention is as cheap
+            return (None, "global", 1), {}
+        return (spec, "window", len(plan[0]) * len(plan[1])), {"attention": spec}
 
     def __repr__(self):
         return f"Vae({self.name!r}, kind={self.kind}, family={self.family}, channels={self.latent_channels}, device={self.device})"
@@ -359,8 +407,7 @@ class _checking_cancel:
         self.model, self.cancel, self.handles = model, cancel, []
 
     def _check(self, *_args):
-        c = self.cancel
-        if c.is_set() if hasattr(c, "is_set") else c():
+        if _cancelled(self.cancel):
             raise Cancelled("stopped")
 
     def __enter__(self):
@@ -375,6 +422,24 @@ class _checking_cancel:
         for h in self.handles:
             h.remove()
         return False
+
+
+def check_attention(attention, window=None) -> int:
+    """The attention window in pixels, after checking `attention` and `window` (None: the default)."""
+    if not isinstance(attention, str) or attention not in ATTENTION_MODES:
+        raise BadOption(f"attention must be one of {', '.join(map(repr, ATTENTION_MODES))}; got {attention!r}")
+    px = DEFAULT_ATTENTION_WINDOW if window is None else window
+    if isinstance(px, bool) or not isinstance(px, int) or px < MIN_ATTENTION_WINDOW:
+        raise BadOption(f"the attention window must be a whole number of pixels, at least {MIN_ATTENTION_WINDOW}; "
+                        f"got {window!r}")
+    return px
+
+
+def _cancelled(cancel) -> bool:
+    """Whether `cancel` (None, a `threading.Event` or a no-argument callable) asks to stop."""
+    if cancel is None:
+        return False
+    return bool(cancel.is_set() if hasattr(cancel, "is_set") else cancel())
 
 
 def _as_batch(t, what: str):
@@ -422,9 +487,10 @@ def _want_tiles(tile, model, op: str, x, device):
     return max(tiling.MIN_TILE, size // f)
 
 
-def _work(model, op: str, shape, tile) -> float:
+def _work(model, op: str, shape, tile, window=None) -> float:
     """Multiply-adds of one call: the tiled half from its graph (with a tiled run's recomputation),
-    the latent-resolution half from its convs, plus the mid-block attention's (h*w)^2 terms."""
+    the latent-resolution half from its convs, plus the mid-block attention's (h*w)^2 terms
+    (or, windowed, the sum of each window's (tokens)^2)."""
     import torch.nn as nn
 
     from vae_lab.runtime import tiling
@@ -454,8 +520,18 @@ def _work(model, op: str, shape, tile) -> float:
             if isinstance(m, nn.Conv2d) and id(m) not in in_graph:
                 rest += m.in_channels // m.groups * m.out_channels * m.kernel_size[0] * m.kernel_size[1] * positions
             elif type(m).__name__ == "AttnBlock":
-                rest += 2.0 * positions * positions * m.q.in_channels
+                rest += 2.0 * _attention_pairs(lat, window) * m.q.in_channels
     return graph_macs + rest * shape[0]
+
+
+def _attention_pairs(lat, window) -> float:
+    """Query-key pairs of the mid-block attention on a latent of `lat` (h, w): global or windowed."""
+    plan = None if window is None else window.plan(lat[0], lat[1])
+    if plan is None:
+        return float(lat[0] * lat[1]) ** 2
+    ys, xs, cell = plan
+    far = math.ceil(lat[0] / cell) * math.ceil(lat[1] / cell) if cell else 0
+    return float(sum(((b - a) * (d - c)) * ((b - a) * (d - c) + far) for a, b in ys for c, d in xs))
 
 
 def _whole_fits(model, op: str, x, device) -> bool:

@@ -1,10 +1,11 @@
 """Exact tiled encode/decode: the whole-image result, computed tile by tile.
 
 Only the full-resolution half of a model is tiled (the models split themselves into
-`*_head`/`*_tail`); the latent-resolution half, which holds the global mid-block
-attention, runs whole — it is small. The tiled half is described as a graph of
-local operations (`Graph`: convs, nearest upsampling, pointwise maps, adds, GroupNorms),
-built by the model itself (`tail_graph`/`head_graph`), and run in *passes*:
+`*_head`/`*_tail`); the latent-resolution half, which holds the mid-block attention
+(global, or windowed with `attention="window"`), runs whole — it is small. The tiled half
+is described as a graph of local operations (`Graph`: convs, nearest upsampling, pointwise
+maps, adds, GroupNorms), built by the model itself (`tail_graph`/`head_graph`), and run in
+*passes*:
 
 - Every GroupNorm is a synchronisation point: it needs statistics over the whole image.
   A pass runs every tile up to the input of the next GroupNorm whose earlier norms are

@@ -11,8 +11,8 @@ from vae_lab.errors import VaeLabError
 from vae_lab.ui import gradio_compat as compat
 from vae_lab.runtime import precision as prec
 from vae_lab.ui.context import TabUi, UiContext
-from vae_lab.ui.handlers import (ENCODER_FIRST, ENCODER_OWN, IMAGE_TYPES, NO_REFERENCE, SOURCE_IMAGE, TILINGS,
-                                 TabLogic, offered_sources)
+from vae_lab.ui.handlers import (ENCODER_FIRST, ENCODER_OWN, FAST_ATTENTION_LABEL, IMAGE_TYPES, NO_REFERENCE,
+                                 SOURCE_IMAGE, TILINGS, TabLogic, offered_sources)
 from vae_lab.ui.render import EMPTY_VIEW, metrics_html, pair_labels, toast
 
 # the browser side: read the viewer's zoomed region (x,y,w,h as fractions) for the crop export
@@ -86,6 +86,7 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
                                             label="Precision (auto: fp16 on GPU)", min_width=120,
                                             elem_id="vae_lab_precision")
                     tiling = gr.Dropdown(TILINGS, value="auto", label="Tiling", min_width=100, elem_id="vae_lab_tiling")
+                fast_attention = gr.Checkbox(False, label=FAST_ATTENTION_LABEL, elem_id="vae_lab_fast_attention")
                 extra_column = gr.Column(elem_id="vae_lab_extra")
             with gr.Column(scale=3, elem_id="vae_lab_outputs"):
                 view = gr.HTML(EMPTY_VIEW, elem_id="vae_lab_view")
@@ -116,7 +117,7 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
 
         ui = TabUi(tab, vaes, run, status, dict(source=source, image=image, latent_file=latent_file,
                                                  encoder=encoder, reference=reference, precision=precision,
-                                                 tiling=tiling, view=view, metrics=metrics, files=files,
+                                                 tiling=tiling, fast_attention=fast_attention, view=view, metrics=metrics, files=files,
                                                  preview=preview, pair_view=pair_view))
         if context.extra is not None:
             with extra_column:
@@ -139,10 +140,10 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
             hidden = compat.update(value=None, visible=False)
             return "", "", "", hidden
 
-        def do_run(key, src, img, lf, sel, enc, prec, til, ref, progress=gr.Progress()):
+        def do_run(key, src, img, lf, sel, enc, prec, til, ref, fast, progress=gr.Progress()):
             try:
                 html_view, table, fls, msg, result = logic.run(
-                    src, img, lf, sel, enc, prec, til, ref, session=key.value,
+                    src, img, lf, sel, enc, prec, til, ref, session=key.value, fast_attention=bool(fast),
                     progress=lambda frac, text="": progress(frac, desc=text))
             except VaeLabError as err:
                 return compat.update(), _error(err)
@@ -170,7 +171,7 @@ def build_tab(context: UiContext | None = None, **blocks_kwargs):
 
         cleared = run.click(clear, None, [status, metrics, pair_view, files], queue=False, **quiet)
         run_event = cleared.then(do_run, [session, source, image, latent_file, vaes, encoder, precision, tiling,
-                                          reference],
+                                          reference, fast_attention],
                                  [view, run_state], **quiet)
         run_event.then(show_run, [run_state, gain],
                        [metrics, files, status, result_state, pair_a, pair_b, pair_view, pair_row, export_row, run_state],

@@ -114,6 +114,11 @@ def _tile_value(tiling: str):
     return {"auto": "auto", "off": False, "on": True}.get(tiling, "auto")
 
 
+# Ticked: every encode and decode of the run uses the engine's attention="window" (exact
+# global attention otherwise; docs/benchmarks.md, *Windowed attention*, for its cost).
+FAST_ATTENTION_LABEL = "Fast attention for huge images (windowed; slightly inexact)"
+
+
 
 class _Cancels:
     """One cancel flag per browser session, set by the Stop button."""
@@ -210,14 +215,15 @@ class TabLogic:
         return image_preview(arr, name), ""
 
     # -- the comparison ------------------------------------------------------------------
-    def request(self, source, image, latent_file, vaes, encoder, precision, tiling, reference):
+    def request(self, source, image, latent_file, vaes, encoder, precision, tiling, reference, fast_attention=False):
         from vae_lab.compare.result import CompareRequest
 
         entries = self.context.entries()
         # ids the server gave out -> entries of its own list (never a client-named path)
         paths = vae_ids.resolve_paths(vaes, entries)
         names = {e.path: e.name for e in entries if e.name != os.path.basename(e.path)}
-        kw = dict(vae_paths=paths, precision=precision or "auto", tile=_tile_value(tiling or "auto"), names=names)
+        kw = dict(vae_paths=paths, precision=precision or "auto", tile=_tile_value(tiling or "auto"), names=names,
+                  attention="window" if fast_attention else "global")
         limits = self.limits()
         if source == SOURCE_IMAGE:
             if image is None:
@@ -251,14 +257,16 @@ class TabLogic:
             return np.ascontiguousarray(arr[..., :3].astype("uint8")), None
         return read_image(image, limits)
 
-    def run(self, source, image, latent_file, vaes, encoder, precision, tiling, reference, session="", progress=None):
+    def run(self, source, image, latent_file, vaes, encoder, precision, tiling, reference, session="", progress=None,
+            fast_attention=False):
         """Run the comparison; returns (view html, (headers, rows), files, status html, result).
 
         Stop (`cancels.cancel(session)`) is seen between VAEs (and between tiles where the engine
         takes `cancel`); what finished stays in the result."""
         from vae_lab.compare.runner import default_cache, run_compare
 
-        req, source_info = self.request(source, image, latent_file, vaes, encoder, precision, tiling, reference)
+        req, source_info = self.request(source, image, latent_file, vaes, encoder, precision, tiling, reference,
+                                        fast_attention)
         cancel = self.cancels.fresh(session or "default")
         device = self.context.device
         if progress is not None and self.context.lock is not None:
