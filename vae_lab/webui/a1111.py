@@ -1,7 +1,8 @@
 """AUTOMATIC1111's WebUI (1.10) as a `Host`: `first_stage_model`, `sd_vae`'s bookkeeping, `p.sd_vae_*`.
 
 The WebUI's own switch (`sd_vae.reload_vae_weights`) moves the whole model to the CPU and back;
-VAE Lab copies weights into `first_stage_model` instead and leaves `sd_vae.loaded_vae_file`,
+VAE Lab puts cached weights into `first_stage_model` by reference instead (no copy, see
+`runtime.swap`) and leaves `sd_vae.loaded_vae_file`,
 `sd_vae.base_vae`, `model.loaded_vae_file` and `model.base_vae` exactly as the WebUI's own
 `load_vae` would, so its later reloads (a Settings change, a checkpoint switch) behave.
 """

@@ -4,8 +4,9 @@ In Forge `sd_vae`'s loaders are no-ops and the only VAE switch is the top bar's 
 Encoder" (`opts.forge_additional_modules`), which rebuilds the whole model at the next
 generation (`sd_models.forge_model_reload`). The model has `first_stage_model = None`; its VAE
 is `sd_model.forge_objects.vae`, whose `first_stage_model` module (LDM parameter names) every
-decode goes through. VAE Lab copies a VAE's weights into that module in place, from its RAM
-cache, and copies the model's own weights back afterwards; the checkpoint is never reloaded.
+decode goes through. VAE Lab puts a VAE's weights into that module by reference, from its RAM
+cache, and puts the model's own tensors back afterwards; nothing is copied and the checkpoint is
+never reloaded.
 
 What differs from A1111, and where the shared code (`generation`, `checkpoint`, `swap`) asks:
 
@@ -13,9 +14,10 @@ What differs from A1111, and where the shared code (`generation`, `checkpoint`, 
   for `process` (after `forge_model_reload`); a model rebuilt mid-generation, even from the same
   checkpoint, gets it again in `on_model_loaded`.
 * `writing_weights`: Forge builds the model under `torch.inference_mode()`; its weights are
-  inference tensors that may only be written inside inference mode.
-* The model's own VAE (the checkpoint's, or the top bar's choice) is snapshotted once per model
-  object before the first swap (`keep_base_vae`); restoring copies it back.
+  inference tensors, swapped inside inference mode (and given new `Parameter` objects: see
+  `runtime.swap._put`).
+* The model's own VAE (the checkpoint's, or the top bar's choice) is kept aside by reference once
+  per model object before the first swap (`keep_base_vae`); restoring puts those tensors back.
 * `record_main_vae`: Forge's infotext has no VAE fields, so "VAE"/"VAE hash" go into
   `p.extra_generation_params`; Forge's parser turns a pasted "VAE" into a "VAE/TE" module
   override (a checkpoint reload), so `on_infotext_pasted` gives it back to the accordion.
