@@ -54,6 +54,10 @@ def run(quick: bool = False) -> dict:
 
         compare.run_compare = timed_run
         try:
+            import gc
+
+            from vae_lab.runtime.memory import TensorPeak
+
             totals, cores, sizes = [], [], []
             logic.run(ui.SOURCE_IMAGE, photo, None, vaes, ui.ENCODER_FIRST, "auto", "auto", None)  # warm-up
             for _ in range(repeats):
@@ -62,6 +66,15 @@ def run(quick: bool = False) -> dict:
                 totals.append(time.perf_counter() - t)
                 cores.append(timed["compare"])
                 sizes.append(len(view.encode()))
+                del view
+            gc.collect()
+            # what a run leaves behind: tensor bytes still alive after it (CPU; the cache's weights
+            # were loaded by the warm-up and are not counted)
+            with TensorPeak() as tp:
+                out = logic.run(ui.SOURCE_IMAGE, photo, None, vaes, ui.ENCODER_FIRST, "auto", "auto", None)
+                del out
+                gc.collect()
+            held, peak = tp.live, tp.peak_bytes
         finally:
             compare.run_compare = real_run
     total, core = statistics.median(totals), statistics.median(cores)
@@ -69,11 +82,13 @@ def run(quick: bool = False) -> dict:
         "image": f"{size}x{size}", "cells": 1 + len(vaes), "handler (s)": round(total, 3),
         "run_compare (s)": round(core, 3), "tab's own work (s)": round(total - core, 3),
         "share": f"{100 * (total - core) / total:.1f} %", "HTML sent": f"{sizes[0] / 2**20:.2f} MiB",
+        "tensor MiB during a run": round(peak / 2**20, 1), "tensor bytes held after": held,
     }
     return {
         "title": "The comparison tab's own cost (TAEF2, astronaut)",
         "rows": [row],
-        "notes": [f"medians of {repeats}; the tab's own work is the HTML with PNG data URIs, the table and the downloads"],
+        "notes": [f"medians of {repeats}; the tab's own work is the HTML with PNG data URIs, the table and the downloads",
+                  "held after: tensor bytes allocated during a warm run and still alive after it (0: nothing kept)"],
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}",
         "image": f"{size}x{size}",
         "cells": 1 + len(vaes),
@@ -82,6 +97,8 @@ def run(quick: bool = False) -> dict:
         "tab_overhead_s": round(total - core, 3),
         "tab_overhead_pct": round(100 * (total - core) / total, 1),
         "html_bytes": sizes[0],
+        "tensor_peak_bytes": peak,
+        "tensor_bytes_held_after": held,
     }
 
 
