@@ -74,7 +74,7 @@ def _a_weight(module):
 
 
 def _placed_in_cache(cache, path: str, like) -> bool:
-    """Whether `path`'s weights are in `cache` in `like`'s dtype and device (False: not a file)."""
+    """Whether `path`'s weights are in `cache` in `like`'s dtype and device (True for a file that is gone)."""
     try:
         return cache.has_placed(path, device=like.device, dtype=like.dtype)
     except OSError:
