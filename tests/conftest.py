@@ -6,8 +6,10 @@ Markers for the stack a test needs (registered in pyproject.toml; see docs/testi
   in a module that imports the stand-in helpers (`webui_env`, `webui_lab`) gets it automatically.
 - `forge`: needs the Forge stand-in (tests/forge_stub), built on Gradio 4.
 
-On a stack whose Gradio major does not fit, such tests are skipped with the reason; everything else
-runs on every stack. CI (.ci/run) runs the current, the A1111 and the Gradio 4 stack.
+On a stack whose Gradio major does not fit, such tests are skipped with the reason. CI (.ci/run) runs
+the current, the A1111 and the Gradio 4 stack. The Gradio 4 stack has the current stack's Python and
+torch, and the A1111 stack's Pillow and numpy, so the core modules in `_CORE_MODULES` (no Gradio,
+FastAPI, WebUI or browser in them) are not run a third time there; everything else runs everywhere.
 """
 
 from __future__ import annotations
@@ -34,6 +36,16 @@ for _var, _sub in (("VAE_LAB_CACHE_DIR", "cache"), ("VAE_LAB_STATE_DIR", "state"
 
 # Modules whose import means "this test drives the A1111 stand-in".
 _A1111_HELPERS = {"webui_env", "webui_lab"}
+
+# Test modules that use no Gradio, FastAPI, WebUI stand-in, app server or browser: on the Gradio 4
+# stack (the current stack's Python + torch, the A1111 stack's Pillow + numpy) they would only
+# repeat runs of the other two stacks. A module not listed here runs on every stack.
+_CORE_MODULES = {
+    "test_attention_window", "test_catalog", "test_cli", "test_cli_codec", "test_cli_compare", "test_cli_info",
+    "test_compare", "test_convert", "test_engine", "test_eval", "test_grid", "test_loading", "test_memory",
+    "test_metrics", "test_models_kl", "test_ramcache", "test_swap", "test_tae", "test_tiling", "test_units",
+    "test_webui_core", "test_adv_tensors",
+}
 
 
 def _gradio_major() -> int | None:
@@ -63,7 +75,13 @@ def _uses_a1111_stand_in(item) -> bool:
 
 def pytest_collection_modifyitems(config, items):
     major = _gradio_major()
+    ui_stack_only = os.environ.get("VAE_LAB_STACK") == "gradio4"
     for item in items:
+        if ui_stack_only and getattr(item, "module", None) is not None and \
+                item.module.__name__.rsplit(".", 1)[-1] in _CORE_MODULES:
+            item.add_marker(pytest.mark.skip(
+                reason="core test without Gradio: run by the current and the A1111 stacks"))
+            continue
         forge = item.get_closest_marker("forge") is not None  # the Forge stand-in is layered over the A1111 one
         if item.get_closest_marker("a1111") is None and not forge and _uses_a1111_stand_in(item):
             item.add_marker(pytest.mark.a1111)

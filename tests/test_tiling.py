@@ -151,14 +151,16 @@ def test_out_of_memory_is_retried_tiled(tiny, monkeypatch, smooth_latents, decod
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9999999999 bytes")
 
     monkeypatch.setattr(type(tiny._model), "decode", no_memory)
-    res = tiny.decode(smooth_latents, tile="auto", precision=precision)
     want = precision if precision != "auto" else ("bf16" if cpu_kind == "bf16-fast" else "fp32")
+    # bf16 on a CPU without native bf16 (AVX2) is ~100x slower: a small latent proves the same there
+    z = smooth_latents if want == "fp32" else smooth_latents[..., :8, :8]
+    res = tiny.decode(z, tile="auto", precision=precision)
     assert ran == [prec.dtype_of(want)] and res.precision_used == want
     assert res.tiled and torch.isfinite(res.images).all()
     if want == "fp32":
         assert psnr(res.images, decoded[0].images) >= 60  # the retry in tiles is exact
     with pytest.raises(RuntimeError, match="allocate"):
-        tiny.decode(smooth_latents, tile=False, precision=precision)  # tiling refused: the error stands
+        tiny.decode(z, tile=False, precision=precision)  # tiling refused: the error stands
 
 def test_progress_is_reported_per_tile(tiny, smooth_latents):
     seen = []
