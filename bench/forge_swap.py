@@ -15,13 +15,11 @@ RAM-cached state dict (already in the module's dtype and device) and put its ten
 `forge_objects.vae.first_stage_model` by reference, in inference mode; the restore puts the model's
 own tensors, kept aside by reference, back (two swaps per generation, no copy).
 
-Run: `python bench/forge_swap.py [--quick] [--json]`; `bench/run.py` calls `run(quick)`.
+Run: `python bench/forge_swap.py [--quick] [--json]` (= `python bench/run.py --only forge_swap`, which calls `run(quick)`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import sys
@@ -151,22 +149,7 @@ def run(quick: bool = False) -> dict:
             "checkpoint_bytes": ckpt_bytes, "vae_bytes": vae_bytes}
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="3 repeats, a 0.2 GB checkpoint filler")
-    ap.add_argument("--json", action="store_true", help="print JSON")
-    args = ap.parse_args(argv)
-    r = run(args.quick)
-    if args.json:
-        print(json.dumps(r, indent=2))
-        return 0
-    print(r["title"])
-    for row in r["rows"]:
-        print(f"  {row['way']:<52} {row['ms'] if row['ms'] is not None else '-':>9} ms  {row['x swap']}x")
-    for note in r["notes"]:
-        print(f"  - {note}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from run import standalone
+
+    sys.exit(standalone("forge_swap"))

@@ -135,5 +135,10 @@ def main(argv=None) -> int:
     return 1 if failed else 0
 
 
+def standalone(name: str, argv=None) -> int:
+    """`python bench/<name>.py [--quick] [--json]`: the same as `bench/run.py --only <name>`."""
+    return main(["--only", name, *(sys.argv[1:] if argv is None else argv)])
+
+
 if __name__ == "__main__":
     sys.exit(main())

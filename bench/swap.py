@@ -17,13 +17,11 @@ into the live module are timed (median of repeats):
   Measured warm (file in the page cache) and cold (pages dropped with
   `posix_fadvise(DONTNEED)` before each read, where the OS allows it).
 
-Run: `python bench/swap.py [--quick] [--json]`; `bench/run.py` calls `run(quick)`.
+Run: `python bench/swap.py [--quick] [--json]` (= `python bench/run.py --only swap`, which calls `run(quick)`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import platform
@@ -175,24 +173,7 @@ def run(quick: bool = False) -> dict:
     return result
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
-    ap.add_argument("--json", action="store_true", help="print JSON")
-    args = ap.parse_args(argv)
-    r = run(args.quick)
-    if args.json:
-        print(json.dumps(r, indent=2))
-        return 0
-    print(f"{r['vae']}, {r['bytes'] / 1e6:.1f} MB, {r['machine']}, median of {r['repeats']}")
-    print(f"  plain copy of the weights {r['floor_copy_ms']:8.1f} ms")
-    print(f"  cached swap (VAE Lab)     {r['cached_swap_ms']:8.2f} ms   {r['cached_vs_floor']}x the copy")
-    print(f"  WebUI reload, warm file   {r['webui_reload_warm_ms']:8.1f} ms   {r['reload_warm_vs_cached']}x the cached swap")
-    if r["webui_reload_cold_ms"] is not None:
-        print(f"  WebUI reload, cold file   {r['webui_reload_cold_ms']:8.1f} ms   {r['reload_cold_vs_cached']}x the cached swap")
-    print(f"  disk reads by the cache: {r['cache_disk_reads']} (hits: {r['cache_hits']})")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from run import standalone
+
+    sys.exit(standalone("swap"))

@@ -17,13 +17,11 @@ calls are also timed on their own. 64² px, 1 step: the generation itself is sma
 VAE switch adds shows. On a CPU the WebUI's move of the whole model to the CPU and back is a
 no-op, so its figure is a lower bound (with a GPU it moves the whole diffusion model twice).
 
-Run: `python bench/webui_swap.py [--quick] [--json]`; `bench/run.py` calls `run(quick)`.
+Run: `python bench/webui_swap.py [--quick] [--json]` (= `python bench/run.py --only webui_swap`, which calls `run(quick)`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import sys
@@ -145,24 +143,7 @@ def run(quick: bool = False) -> dict:
     return result
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
-    ap.add_argument("--json", action="store_true", help="print JSON")
-    args = ap.parse_args(argv)
-    r = run(args.quick)
-    if args.json:
-        print(json.dumps({k: v for k, v in r.items()}, indent=2, default=str))
-        return 0
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from run import format_table
-
-    print(r["title"] + "\n")
-    print(format_table(r["rows"]))
-    for n in r["notes"]:
-        print("\n" + n)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from run import standalone
+
+    sys.exit(standalone("webui_swap"))

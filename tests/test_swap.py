@@ -22,6 +22,11 @@ def _assert_equal_sd(module, sd):
         assert torch.equal(v, sd[k].to(v.dtype)), k
 
 
+def _copy(module):
+    """The module's weights in memory of their own."""
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
 def _ptrs(module):
     return {k: v.data_ptr() for k, v in module.state_dict().items()}
 
@@ -81,7 +86,7 @@ def test_ignored_keys_are_skipped():
 )
 def test_failed_validation_leaves_module_untouched(break_it, match):
     module = _module(seed=0)
-    ptrs, before = _ptrs(module), swap.snapshot(module)
+    ptrs, before = _ptrs(module), _copy(module)
     bad = random_kl_state_dict(TINY_KL, seed=4)
     break_it(bad)
     with pytest.raises(IncompatibleVae, match=match):
@@ -92,7 +97,7 @@ def test_failed_validation_leaves_module_untouched(break_it, match):
 
 def test_16_channel_vae_refused_on_4_channel_module():
     module = _module(seed=0)
-    before = swap.snapshot(module)
+    before = _copy(module)
     with pytest.raises(IncompatibleVae, match="x16.safetensors does not fit"):
         swap.swap_in(module, random_kl_state_dict(TINY_KL16, seed=5), name="x16.safetensors")
     _assert_equal_sd(module, before)
@@ -129,9 +134,9 @@ def test_own_tensors_is_a_no_op_for_a_module_that_never_shared():
     assert swap.own_tensors(module) == 0  # once
 
 
-def test_snapshot_is_an_independent_copy():
+def test_an_independent_copy_swaps_in_and_the_original_comes_back():
     module = _module(seed=0)
-    saved = swap.snapshot(module)
+    saved = _copy(module)
     assert all(saved[k].data_ptr() != v.data_ptr() for k, v in module.state_dict().items())
     swap.swap_in(module, random_kl_state_dict(TINY_KL, seed=6))
     swap.swap_in(module, saved)

@@ -175,7 +175,3 @@ def guard(module) -> None:
     # name arrived in 2.5); the hook runs before this module's (and its children's) tensors are written.
     setattr(module, _GUARDED, module._register_load_state_dict_pre_hook(before_load))
 
-
-def snapshot(module) -> dict:
-    """A CPU copy of `module`'s weights (memory of its own, for a cache entry)."""
-    return {k: v.to("cpu", copy=True) for k, v in tensors_of(module).items()}
